@@ -1,0 +1,55 @@
+# Two commands on a fresh clone: `make run` and `make test`. Each sets up what it needs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ondata-installed
+APT_STAMP := $(VENV)/.ondata-apt
+DEBS := tesseract-ocr tesseract-ocr-eng poppler-utils libmagic1
+export DO_NOT_TRACK := true
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test test-all lint bench clean
+
+setup: $(STAMP)
+
+$(APT_STAMP):
+	@mkdir -p $(VENV)
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMP): pyproject.toml constraints.txt $(APT_STAMP)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip wheel setuptools
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt --no-build-isolation ./packaging/en_core_web_sm
+	@# unstructured[pdf] would pull a CUDA torchvision that breaks sentence-transformers.
+	@! $(BIN)/python -c 'import torchvision' 2>/dev/null || $(BIN)/pip uninstall -y -q torchvision timm
+	$(BIN)/python -m retrieval.onnx_export
+	@touch $@
+
+run: setup
+	$(BIN)/ondata ingest data/samples --index default
+	$(BIN)/ondata search "What does the handbook say about vacation?" --index default --top 3
+
+test: setup
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check core ingest retrieval api evaluation tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .ondata .pytest_cache

@@ -1,0 +1,1 @@
+"""Shared foundation of ondata: settings, domain models, errors, storage."""

@@ -1,0 +1,131 @@
+"""The metadata store (SQLAlchemy): indexes and the document registry. SQLite by default."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IndexRecord(Base):
+    """An index and the settings fixed when it was created."""
+
+    __tablename__ = "indexes"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    embedding_model: Mapped[str] = mapped_column(String(256))
+    dimension: Mapped[int] = mapped_column(Integer)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_overlap: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class DocumentRecord(Base):
+    """One document of an index: where it came from, what it hashed to, how it went."""
+
+    __tablename__ = "documents"
+
+    index_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    doc_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    settings_hash: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(32))
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    acl_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=_now, onupdate=_now
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine and the schema; SQLite files get WAL so readers never block writers."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+class Store:
+    """Session factory over one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    def get_document(self, index_name: str, doc_id: str) -> DocumentRecord | None:
+        with self.session() as s:
+            return s.get(DocumentRecord, (index_name, doc_id))
+
+    def list_documents(self, index_name: str) -> list[DocumentRecord]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(DocumentRecord)
+                .where(DocumentRecord.index_name == index_name)
+                .order_by(DocumentRecord.doc_id)
+            )
+            return list(rows)
+
+    def save_document(self, record: DocumentRecord) -> None:
+        with self.session() as s:
+            s.merge(record)
+
+    def delete_document(self, index_name: str, doc_id: str) -> bool:
+        with self.session() as s:
+            row = s.get(DocumentRecord, (index_name, doc_id))
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
+    def get_index(self, name: str) -> IndexRecord | None:
+        with self.session() as s:
+            return s.get(IndexRecord, name)
+
+    def save_index(self, record: IndexRecord) -> None:
+        with self.session() as s:
+            s.merge(record)
+
+    def list_indexes(self) -> list[IndexRecord]:
+        with self.session() as s:
+            return list(s.scalars(select(IndexRecord).order_by(IndexRecord.name)))
+
+    def delete_index(self, name: str) -> None:
+        with self.session() as s:
+            row = s.get(IndexRecord, name)
+            if row is not None:
+                s.delete(row)
+            s.query(DocumentRecord).filter(DocumentRecord.index_name == name).delete()

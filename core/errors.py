@@ -1,0 +1,133 @@
+"""The OndataError tree: each error names what happened and carries its HTTP status."""
+
+from __future__ import annotations
+
+
+class OndataError(Exception):
+    """Base of every error ondata raises on purpose."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ConfigurationError(OndataError):
+    """Settings are missing or contradict each other."""
+
+    status_code = 500
+    error_type = "configuration_error"
+
+
+class InvalidRequestError(OndataError):
+    """The request is malformed or asks for something impossible."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class NotFoundError(OndataError):
+    """The named resource does not exist."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class IndexNotFoundError(NotFoundError):
+    """No index has that name."""
+
+    code = "index_not_found"
+
+
+class DocumentNotFoundError(NotFoundError):
+    """No document has that id in the index."""
+
+    code = "document_not_found"
+
+
+class UnsupportedFileTypeError(OndataError):
+    """The file's type is not one ondata can parse."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_file_type"
+
+
+class FileTooLargeError(OndataError):
+    """The file or request exceeds a configured size limit."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "file_too_large"
+
+
+class DocumentParseError(OndataError):
+    """A document could not be parsed (damaged, encrypted, malformed)."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+    code = "parse_failed"
+
+
+class NoExtractableTextError(DocumentParseError):
+    """Parsing and OCR found no text in the document."""
+
+    code = "no_extractable_text"
+
+
+class ParseTimeoutError(DocumentParseError):
+    """Parsing took longer than the per-file limit."""
+
+    code = "parse_timeout"
+
+
+class EmbeddingError(OndataError):
+    """The embedding backend failed."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "embedding_failed"
+
+
+class IndexBackendError(OndataError):
+    """The vector index engine failed."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "index_unavailable"
+
+
+class ChatModelError(OndataError):
+    """The chat model failed in a way the caller cannot fix."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "chat_model_failed"
+
+
+class ChatModelRateLimitError(ChatModelError):
+    """The chat model is rate limiting us."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChatModelTimeoutError(ChatModelError):
+    """The chat model did not answer in time."""
+
+    status_code = 504
+    code = "chat_model_timeout"
+
+
+class ChatModelNotConfiguredError(InvalidRequestError):
+    """A request needs a chat model and none is configured."""
+
+    code = "chat_model_not_configured"

@@ -1,0 +1,134 @@
+"""The one typed settings root of ondata (env prefix ONDATA_, nested with __)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmbeddingSettings(BaseModel):
+    """Which embedder turns text into dense vectors."""
+
+    backend: Literal["onnx", "sentence-transformers", "openai"] = "onnx"
+    model: str = "all-MiniLM-L6-v2"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    dimensions: int | None = None
+    batch_size: int = Field(default=64, ge=1, le=2048)
+    max_seq_length: int = Field(default=256, ge=8, le=8192)
+
+    @model_validator(mode="after")
+    def _remote_needs_model(self) -> EmbeddingSettings:
+        if self.backend == "openai" and not self.base_url and not self.api_key:
+            raise ValueError(
+                "embedding.backend=openai needs ONDATA_EMBEDDING__BASE_URL or ONDATA_EMBEDDING__API_KEY"
+            )
+        return self
+
+
+class IndexSettings(BaseModel):
+    """Where vectors live: Qdrant Edge in-process, or a Qdrant server/cluster."""
+
+    backend: Literal["edge", "server"] = "edge"
+    url: str | None = None
+    api_key: SecretStr | None = None
+    collection_prefix: str = "ondata_"
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> IndexSettings:
+        if self.backend == "server" and not self.url:
+            raise ValueError("index.backend=server needs ONDATA_INDEX__URL (e.g. http://qdrant:6333)")
+        return self
+
+
+class ChunkingSettings(BaseModel):
+    """Token-aware chunking; defaults picked by measurement on SciFact (bench/chunking.py)."""
+
+    chunk_size: int = Field(default=200, ge=32, le=4096)
+    chunk_overlap: int = Field(default=32, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunking.chunk_overlap must be smaller than chunking.chunk_size")
+        return self
+
+
+class IngestSettings(BaseModel):
+    """Limits that keep one bad file from hurting a batch."""
+
+    file_timeout_s: float = Field(default=120.0, gt=0)
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    ocr_languages: str = "eng"
+
+
+class ChatSettings(BaseModel):
+    """The chat model; provider none means the built-in extractive answerer."""
+
+    provider: Literal["none", "openai", "azure", "compatible"] = "none"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    azure_endpoint: str | None = None
+    azure_deployment: str | None = None
+    api_version: str = "2024-10-21"
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    context_window: int = Field(default=128_000, ge=1024)
+    max_response_tokens: int = Field(default=1024, ge=16)
+
+    @model_validator(mode="after")
+    def _provider_needs_endpoint(self) -> ChatSettings:
+        if self.provider == "compatible" and not self.base_url:
+            raise ValueError("chat.provider=compatible needs ONDATA_CHAT__BASE_URL")
+        if self.provider == "azure" and not self.azure_endpoint:
+            raise ValueError("chat.provider=azure needs ONDATA_CHAT__AZURE_ENDPOINT")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything ondata can be configured with; only entrypoints load it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ONDATA_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path(".ondata")
+    database_url: str | None = None
+    default_index: str = "default"
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    index: IndexSettings = IndexSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    ingest: IngestSettings = IngestSettings()
+    chat: ChatSettings = ChatSettings()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ondata.db'}"
+
+
+def configure_offline_environment() -> None:
+    """Point third-party libraries at bundled files so nothing is fetched at run time.
+
+    tiktoken, huggingface and unstructured read their switches from the process
+    environment, so this is the one place that sets them.
+    """
+    import llama_index.core
+
+    cache = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "false")
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, failing fast with what to set."""
+    configure_offline_environment()
+    return Settings()

@@ -1,0 +1,1 @@
+"""Ingestion: parse documents, chunk them, embed and upsert into the index."""

@@ -1,0 +1,1 @@
+"""Retrieval: embedders, the vector index, search, prompts, chat models and answers."""
