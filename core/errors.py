@@ -30,6 +30,21 @@ class InvalidRequestError(OndataError):
     error_type = "invalid_request_error"
 
 
+class AuthenticationError(OndataError):
+    """The request did not carry the configured API key."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """The request body or its messages exceed the configured limits."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
 class NotFoundError(OndataError):
     """The named resource does not exist."""
 

@@ -90,6 +90,16 @@ class ChatSettings(BaseModel):
         return self
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API: where `ondata serve` listens and what a request may carry."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_messages: int = Field(default=100, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything ondata can be configured with; only entrypoints load it."""
 
@@ -105,6 +115,7 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()
     chat: ChatSettings = ChatSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def resolved_database_url(self) -> str:
