@@ -103,6 +103,22 @@ class Store:
         with self.session() as s:
             s.merge(record)
 
+    def save_documents(self, records: list[DocumentRecord]) -> None:
+        """Upsert many registry rows in one transaction."""
+        with self.session() as s:
+            for record in records:
+                s.merge(record)
+
+    def known_documents(self, index_name: str, doc_ids: list[str]) -> set[str]:
+        """Which of these doc ids the index already has a registry row for."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(DocumentRecord.doc_id).where(
+                    DocumentRecord.index_name == index_name, DocumentRecord.doc_id.in_(doc_ids)
+                )
+            )
+            return set(rows)
+
     def delete_document(self, index_name: str, doc_id: str) -> bool:
         with self.session() as s:
             row = s.get(DocumentRecord, (index_name, doc_id))

@@ -1,0 +1,266 @@
+"""The ingestion pipeline: parse -> chunk -> embed in batches -> upsert, with a document registry.
+
+Unchanged documents (same bytes, same pipeline settings) do no work. Changed documents get
+their new chunks written before the old ones are removed, so a document is never absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.db import DocumentRecord, IndexRecord, Store
+from core.errors import ConfigurationError, DocumentNotFoundError, OndataError
+from core.models import Chunk, Document, SparseVector
+from core.settings import Settings
+from ingest.chunking import Chunker
+from retrieval.embedders import Embedder
+from retrieval.index import IndexedChunk, VectorIndex
+
+logger = logging.getLogger(__name__)
+
+STATUS_INDEXED = "indexed"
+STATUS_FAILED = "failed"
+
+
+class SparseEncoder(Protocol):
+    """Document-side keyword representation (BM25 term weights)."""
+
+    def encode_document(self, text: str) -> SparseVector: ...
+
+
+@dataclass(frozen=True)
+class FailedDocument:
+    source: str
+    error: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run did."""
+
+    documents_ingested: int = 0
+    documents_unchanged: int = 0
+    documents_failed: list[FailedDocument] = field(default_factory=list)
+    chunks_written: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "documents_ingested": self.documents_ingested,
+            "documents_unchanged": self.documents_unchanged,
+            "documents_failed": [{"source": f.source, "error": f.error} for f in self.documents_failed],
+            "chunks_written": self.chunks_written,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest and the identity/ACL it is ingested with."""
+
+    path: Path
+    doc_id: str
+    url: str | None = None
+    acl_groups: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+Parser = Callable[[SourceFile], Document]
+Progress = Callable[[int], None]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class IngestPipeline:
+    """Writes documents of one index into the vector index and the registry."""
+
+    def __init__(
+        self,
+        *,
+        index_name: str,
+        store: Store,
+        index: VectorIndex,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+        chunker: Chunker,
+        batch_chunks: int = 256,
+    ) -> None:
+        self.index_name = index_name
+        self.store = store
+        self.index = index
+        self.embedder = embedder
+        self.sparse = sparse
+        self.chunker = chunker
+        self.batch_chunks = batch_chunks
+        self.settings_hash = hashlib.sha256(
+            f"{embedder.name}|{chunker.chunk_size}|{chunker.chunk_overlap}".encode()
+        ).hexdigest()[:16]
+
+    def ingest_files(
+        self, files: Sequence[SourceFile], *, parse: Parser, progress: Progress | None = None
+    ) -> IngestReport:
+        """Parse, chunk, embed and upsert files; per-file failures are reported, never raised."""
+        report = IngestReport()
+        started = time.perf_counter()
+        docs = self._parsed(files, parse=parse, report=report, progress=progress)
+        self._write(docs, report=report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_documents(self, docs: Iterable[Document], *, progress: Progress | None = None) -> IngestReport:
+        """Ingest already-parsed documents (records from a dataset, API payloads)."""
+        report = IngestReport()
+        started = time.perf_counter()
+        self._write(self._unchanged_filtered(docs, report=report, progress=progress), report=report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def delete_document(self, doc_id: str) -> int:
+        """Remove a document's chunks and its registry entry; returns chunks removed."""
+        if self.store.get_document(self.index_name, doc_id) is None:
+            raise DocumentNotFoundError(f"no document {doc_id!r} in index {self.index_name!r}")
+        removed = self.index.delete(doc_id=doc_id)
+        self.store.delete_document(self.index_name, doc_id)
+        logger.info("deleted doc_id=%s chunks=%d", doc_id, removed)
+        return removed
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _is_unchanged(self, doc_id: str, content_hash: str) -> bool:
+        rec = self.store.get_document(self.index_name, doc_id)
+        return (
+            rec is not None
+            and rec.status == STATUS_INDEXED
+            and rec.content_hash == content_hash
+            and rec.settings_hash == self.settings_hash
+        )
+
+    def _parsed(
+        self, files: Sequence[SourceFile], *, parse: Parser, report: IngestReport, progress: Progress | None
+    ) -> Iterator[Document]:
+        for src in files:
+            try:
+                if self._is_unchanged(src.doc_id, file_sha256(src.path)):
+                    report.documents_unchanged += 1
+                    continue
+                yield parse(src)
+            except OndataError as exc:
+                self._record_failure(src.doc_id, str(src.path), exc.message, report)
+            except OSError as exc:
+                self._record_failure(src.doc_id, str(src.path), f"cannot read file: {exc.strerror}", report)
+            finally:
+                if progress:
+                    progress(1)
+
+    def _unchanged_filtered(
+        self, docs: Iterable[Document], *, report: IngestReport, progress: Progress | None
+    ) -> Iterator[Document]:
+        for doc in docs:
+            if self._is_unchanged(doc.doc_id, doc.content_hash):
+                report.documents_unchanged += 1
+            else:
+                yield doc
+            if progress:
+                progress(1)
+
+    def _write(self, docs: Iterable[Document], *, report: IngestReport) -> None:
+        pending: list[tuple[Document, list[Chunk]]] = []
+        size = 0
+        for doc in docs:
+            chunks = self.chunker.chunk(doc)
+            if not chunks:
+                self._record_failure(doc.doc_id, doc.source, "no extractable text", report)
+                continue
+            pending.append((doc, chunks))
+            size += len(chunks)
+            if size >= self.batch_chunks:
+                self._flush(pending, report=report)
+                pending, size = [], 0
+        if pending:
+            self._flush(pending, report=report)
+
+    def _flush(self, batch: Sequence[tuple[Document, list[Chunk]]], *, report: IngestReport) -> None:
+        chunks = [c for _, cs in batch for c in cs]
+        try:
+            vectors = self.embedder.embed([c.embed_text for c in chunks])
+            items = [
+                IndexedChunk(chunk=c, dense=vectors[i], sparse=self.sparse.encode_document(c.embed_text))
+                for i, c in enumerate(chunks)
+            ]
+            self.index.upsert(items)
+        except OndataError as exc:
+            for doc, _ in batch:
+                self._record_failure(doc.doc_id, doc.source, exc.message, report)
+            return
+        known = self.store.known_documents(self.index_name, [doc.doc_id for doc, _ in batch])
+        for doc, doc_chunks in batch:
+            if doc.doc_id in known:
+                # The new chunks have landed; now drop what is left of the previous version.
+                self.index.delete(doc_id=doc.doc_id, keep_chunk_ids=[c.chunk_id for c in doc_chunks])
+            report.documents_ingested += 1
+            report.chunks_written += len(doc_chunks)
+        self.store.save_documents([self._record(doc, len(cs)) for doc, cs in batch])
+        logger.info("indexed documents=%d chunks=%d", len(batch), len(chunks))
+
+    def _record(self, doc: Document, chunk_count: int) -> DocumentRecord:
+        return DocumentRecord(
+            index_name=self.index_name,
+            doc_id=doc.doc_id,
+            source=doc.source,
+            title=doc.title,
+            content_hash=doc.content_hash,
+            settings_hash=self.settings_hash,
+            status=STATUS_INDEXED,
+            chunk_count=chunk_count,
+            error=None,
+            acl_groups=list(doc.acl_groups),
+            metadata_=dict(doc.metadata),
+        )
+
+    def _record_failure(self, doc_id: str, source: str, error: str, report: IngestReport) -> None:
+        report.documents_failed.append(FailedDocument(source=source, error=error))
+        previous = self.store.get_document(self.index_name, doc_id)
+        if previous is not None and previous.status == STATUS_INDEXED:
+            # Keep serving the last good version; the failure is reported to the caller.
+            return
+        self.store.save_document(
+            DocumentRecord(
+                index_name=self.index_name, doc_id=doc_id, source=source, status=STATUS_FAILED,
+                chunk_count=0, error=error, content_hash="", settings_hash=self.settings_hash,
+            )
+        )
+        logger.warning("failed source=%s error=%s", source, error)
+
+
+def ensure_index_record(store: Store, settings: Settings, name: str, *, embedder: Embedder) -> IndexRecord:
+    """Create the index's registry entry on first use; refuse a different embedder later."""
+    existing = store.get_index(name)
+    if existing is not None:
+        if existing.embedding_model != embedder.name or existing.dimension != embedder.dimension:
+            raise ConfigurationError(
+                f"index {name!r} was created with embedding model {existing.embedding_model!r} "
+                f"({existing.dimension}-d); the configured embedder is {embedder.name!r} "
+                f"({embedder.dimension}-d). Use another index name or re-create the index."
+            )
+        return existing
+    record = IndexRecord(
+        name=name,
+        embedding_model=embedder.name,
+        dimension=embedder.dimension,
+        chunk_size=settings.chunking.chunk_size,
+        chunk_overlap=settings.chunking.chunk_overlap,
+    )
+    store.save_index(record)
+    return record
