@@ -1,0 +1,41 @@
+"""The whole pipeline (ingest every sample format, then search) runs with the outside world cut off."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "tests" / "support" / "offline_run.py"), *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+def test_offline_ingest_and_search_make_no_outbound_connection(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONDATA_")}
+    # Unset the offline switches: the product must set them itself, not rely on the caller.
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "TIKTOKEN_CACHE_DIR"):
+        env.pop(key, None)
+    env["ONDATA_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(REPO)
+
+    ingest = _run(["ingest", str(REPO / "data" / "samples"), "--index", "offline", "--json"], env)
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    assert "BLOCKED-NETWORK-ATTEMPTS" not in ingest.stderr, ingest.stderr[-2000:]
+    report = json.loads(ingest.stdout.strip().splitlines()[-1])
+    assert report["documents_ingested"] >= 5
+    assert report["documents_failed"] == []
+
+    search = _run(["search", "table", "--index", "offline", "--mode", "hybrid", "--json"], env)
+    assert search.returncode == 0, search.stderr[-2000:]
+    assert "BLOCKED-NETWORK-ATTEMPTS" not in search.stderr, search.stderr[-2000:]
+    results = json.loads(search.stdout.strip().splitlines()[-1])["results"]
+    assert results
+    assert {"doc_id", "chunk_id", "score", "title", "filepath", "content"} <= set(results[0])
