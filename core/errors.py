@@ -30,6 +30,12 @@ class InvalidRequestError(OndataError):
     error_type = "invalid_request_error"
 
 
+class InvalidFilterError(InvalidRequestError):
+    """A search filter is not in the supported syntax."""
+
+    code = "invalid_filter"
+
+
 class AuthenticationError(OndataError):
     """The request did not carry the configured API key."""
 
@@ -56,6 +62,12 @@ class IndexNotFoundError(NotFoundError):
     """No index has that name."""
 
     code = "index_not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model has that id."""
+
+    code = "model_not_found"
 
 
 class DocumentNotFoundError(NotFoundError):

@@ -1,0 +1,1 @@
+"""The HTTP API: OpenAI-compatible chat completions with Azure "On Your Data" data sources."""
