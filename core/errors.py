@@ -100,6 +100,18 @@ class DocumentParseError(OndataError):
     code = "parse_failed"
 
 
+class EncryptedDocumentError(DocumentParseError):
+    """The document is password-protected and cannot be read without the password."""
+
+    code = "encrypted_document"
+
+
+class DamagedDocumentError(DocumentParseError):
+    """The document is damaged or malformed beyond what the parser can repair."""
+
+    code = "damaged_document"
+
+
 class NoExtractableTextError(DocumentParseError):
     """Parsing and OCR found no text in the document."""
 

@@ -132,11 +132,18 @@ def configure_offline_environment() -> None:
 
     cache = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
+    disable_library_network()
+
+
+def disable_library_network() -> None:
+    """The switches that keep hub downloads, telemetry pings and banners off (no imports, cheap:
+    parser worker processes call this without loading llama-index)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "false")
+    os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 
 
 def load_settings() -> Settings:
