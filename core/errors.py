@@ -170,3 +170,9 @@ class ChatModelNotConfiguredError(InvalidRequestError):
     """A request needs a chat model and none is configured."""
 
     code = "chat_model_not_configured"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """The input does not fit the model's context window, even after trimming."""
+
+    code = "context_length_exceeded"

@@ -11,23 +11,50 @@ Streaming contract (``AnswerService.stream``), the same as Azure "On Your Data":
 3. ``AnswerDone`` last: the verified ``Answer`` exactly as ``answer()`` would return it
    (cited documents only, compact numbering, usage). Streaming clients that want the
    compact form use it; the SSE route may ignore it except for usage.
+
+Non-streaming answers always use compact numbering (``[doc1]`` is ``citations[0]``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 
+from core.errors import InvalidRequestError
 from core.models import Answer, Citation, ScoredChunk
 from core.settings import ChatSettings
-from retrieval.chat import ChatMessage, ChatModel, ExtractiveAnswerer
-from retrieval.index import MetadataFilter, SearchMode
-from retrieval.search import DEFAULT_STRICTNESS, DEFAULT_TOP_N, Searcher
-
-NOT_FOUND_MESSAGE = (
-    "The requested information is not available in the retrieved data. "
-    "Please try another query or topic."
+from retrieval.chat import ChatMessage, ChatModel, ChatParams, ChatResult, ExtractiveAnswerer
+from retrieval.citations import (
+    NOT_FOUND_MESSAGE,
+    StreamingMarkerFilter,
+    citation_of,
+    could_become_refusal,
+    is_refusal,
+    verify_citations,
 )
+from retrieval.index import MetadataFilter, SearchMode
+from retrieval.intent import DEFAULT_MAX_QUERIES, heuristic_queries, rewritten_queries
+from retrieval.prompts import BuiltPrompt, build_messages, count_tokens
+from retrieval.search import (
+    DEFAULT_STRICTNESS,
+    DEFAULT_TOP_N,
+    MAX_QUERIES,
+    Searcher,
+    SearchRequest,
+    SearchResult,
+    with_acl,
+)
+
+__all__ = [
+    "NOT_FOUND_MESSAGE",
+    "AnswerContext",
+    "AnswerDelta",
+    "AnswerDone",
+    "AnswerEvent",
+    "AnswerRequest",
+    "AnswerService",
+]
 
 
 @dataclass(frozen=True)
@@ -35,8 +62,9 @@ class AnswerRequest:
     """Everything one grounded chat request carries (the OYD data_sources parameters + sampling).
 
     ``messages`` is the conversation as the caller sent it (system turns are kept as extra
-    instructions after the grounding rules). Raises InvalidRequestError on construction when
-    a parameter is out of range or there is no user turn.
+    role information after the grounding rules). ``acl_groups``, when not None, restricts the
+    search to chunks those groups may read (on top of ``filter``). Raises InvalidRequestError
+    on construction when a parameter is out of range or there is no user turn.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -47,6 +75,7 @@ class AnswerRequest:
     role_information: str | None = None
     mode: SearchMode = "hybrid"
     filter: MetadataFilter | None = None
+    acl_groups: tuple[str, ...] | None = None
     max_search_queries: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -54,6 +83,39 @@ class AnswerRequest:
     stop: tuple[str, ...] = ()
     user: str | None = None
     include_all_retrieved: bool = False
+
+    def __post_init__(self) -> None:
+        if not any(m.role == "user" and m.content.strip() for m in self.messages):
+            raise InvalidRequestError(
+                "messages must contain a non-empty user turn", param="messages"
+            )
+        _check("max_search_queries", self.max_search_queries, 1, MAX_QUERIES)
+        _check("temperature", self.temperature, 0, 2)
+        _check("top_p", self.top_p, 0, 1)
+        _check("max_tokens", self.max_tokens, 1, 1_000_000)
+        # SearchRequest owns the ranges of top_n_documents, strictness and mode
+        self.search_request(("probe",))
+
+    def search_request(self, queries: Sequence[str]) -> SearchRequest:
+        """The search this request asks for, with these queries."""
+        return SearchRequest(
+            queries=tuple(queries),
+            index_name=self.index_name,
+            mode=self.mode,
+            top_n_documents=self.top_n_documents,
+            strictness=self.strictness,
+            filter=with_acl(self.filter, self.acl_groups),
+        )
+
+    @property
+    def params(self) -> ChatParams:
+        return ChatParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            stop=self.stop,
+            user=self.user,
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +145,21 @@ class AnswerDone:
 AnswerEvent = AnswerContext | AnswerDelta | AnswerDone
 
 
+@dataclass(frozen=True)
+class _Grounding:
+    """What one request is answered from: intent, search, and (with a chat model) the prompt."""
+
+    intent: tuple[str, ...]
+    search: SearchResult
+    documents: tuple[ScoredChunk, ...]
+    prompt: BuiltPrompt | None
+    intent_tokens: tuple[int, int]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.intent_tokens[0] + (self.prompt.prompt_tokens if self.prompt else 0)
+
+
 class AnswerService:
     """Built once in the lifespan; answers grounded requests with a chat model or extractively."""
 
@@ -108,12 +185,158 @@ class AnswerService:
 
     async def answer(self, request: AnswerRequest) -> Answer:
         """A complete grounded answer."""
-        raise NotImplementedError
+        return await self._grounded_answer(request, await self._ground(request))
 
-    def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
         """AnswerContext, then AnswerDelta*, then AnswerDone (see the module docstring)."""
-        raise NotImplementedError
+        grounding = await self._ground(request)
+        yield AnswerContext(
+            intent=grounding.intent,
+            citations=tuple(citation_of(d) for d in grounding.documents),
+            all_retrieved=grounding.search.all_retrieved if request.include_all_retrieved else (),
+            model=self.model_name,
+        )
+        if _must_refuse(request, grounding) or isinstance(self._model, ExtractiveAnswerer):
+            answer = await self._grounded_answer(request, grounding)
+            yield AnswerDelta(answer.content)
+            yield AnswerDone(answer)
+            return
+        raw: list[str] = []
+        async for piece in self._stream_text(request, grounding, raw):
+            yield AnswerDelta(piece)
+        text = "".join(raw)
+        usage = ChatResult(text, self.model_name, 0, count_tokens(text, model=self.model_name))
+        yield AnswerDone(self._answer(request, grounding, text, usage))
+
+    async def _grounded_answer(self, request: AnswerRequest, grounding: _Grounding) -> Answer:
+        """The answer once grounded: the refusal, or a complete generation verified."""
+        if _must_refuse(request, grounding):
+            empty = ChatResult("", self.model_name)
+            return self._answer(request, grounding, NOT_FOUND_MESSAGE, empty)
+        result = await self._generate(request, grounding)
+        return self._answer(request, grounding, result.content, result)
 
     async def aclose(self) -> None:
         """Close the chat model's client, if any."""
-        raise NotImplementedError
+        if self.chat_model is not None:
+            await self.chat_model.aclose()
+
+    async def _ground(self, request: AnswerRequest) -> _Grounding:
+        intent, tokens = await self._intent(request)
+        search = await self._searcher.search(request.search_request(intent))
+        if isinstance(self._model, ExtractiveAnswerer):
+            return _Grounding(intent, search, search.documents, None, tokens)
+        prompt = build_messages(
+            messages=request.messages,
+            documents=search.documents,
+            role_information=request.role_information,
+            in_scope=request.in_scope,
+            model=self._model.name,
+            context_window=self._chat_settings.context_window,
+            response_tokens=request.max_tokens or self._chat_settings.max_response_tokens,
+        )
+        return _Grounding(intent, search, prompt.documents, prompt, tokens)
+
+    async def _intent(self, request: AnswerRequest) -> tuple[tuple[str, ...], tuple[int, int]]:
+        if isinstance(self._model, ExtractiveAnswerer):
+            return heuristic_queries(request.messages), (0, 0)
+        queries, prompt, completion = await rewritten_queries(
+            self._model,
+            request.messages,
+            max_queries=request.max_search_queries or DEFAULT_MAX_QUERIES,
+        )
+        return queries, (prompt, completion)
+
+    async def _generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
+        if isinstance(self._model, ExtractiveAnswerer):
+            return await self._model.answer(grounding.intent[0], grounding.documents)
+        assert grounding.prompt is not None
+        return await self._model.complete(grounding.prompt.messages, params=self._params(request))
+
+    async def _stream_text(
+        self, request: AnswerRequest, grounding: _Grounding, raw: list[str]
+    ) -> AsyncIterator[str]:
+        """Model deltas with unknown markers dropped; a refusal comes out as the exact text."""
+        assert grounding.prompt is not None
+        assert not isinstance(self._model, ExtractiveAnswerer)
+        markers = StreamingMarkerFilter(len(grounding.documents))
+        gate = _RefusalGate(enabled=request.in_scope)
+        stream = self._model.stream(grounding.prompt.messages, params=self._params(request))
+        async with aclosing(stream) as deltas:
+            async for delta in deltas:
+                raw.append(delta)
+                out = markers.feed(gate.feed(delta))
+                if out:
+                    yield out
+        tail = markers.feed(gate.flush()) + markers.flush()
+        if tail:
+            yield tail
+
+    def _params(self, request: AnswerRequest) -> ChatParams:
+        """The request's sampling parameters, the response reserve as the default max_tokens."""
+        max_tokens = request.max_tokens or self._chat_settings.max_response_tokens
+        return replace(request.params, max_tokens=max_tokens)
+
+    def _answer(
+        self, request: AnswerRequest, grounding: _Grounding, text: str, result: ChatResult
+    ) -> Answer:
+        verified = verify_citations(text, grounding.documents)
+        refused = not verified.content or (request.in_scope and is_refusal(verified.content))
+        completion = result.completion_tokens or count_tokens(text, model=self.model_name)
+        return Answer(
+            content=NOT_FOUND_MESSAGE if refused else verified.content,
+            citations=() if refused else verified.citations,
+            intent=grounding.intent,
+            all_retrieved=grounding.search.all_retrieved if request.include_all_retrieved else (),
+            model=self.model_name,
+            removed_markers=verified.removed_markers,
+            prompt_tokens=self._prompt_tokens(grounding, result),
+            completion_tokens=grounding.intent_tokens[1] + completion,
+        )
+
+    def _prompt_tokens(self, grounding: _Grounding, result: ChatResult) -> int:
+        if result.prompt_tokens:
+            return grounding.intent_tokens[0] + result.prompt_tokens
+        if grounding.prompt is not None:
+            return grounding.prompt_tokens
+        # extractive: what it read (the query and the documents)
+        read = [*grounding.intent, *(d.chunk.content for d in grounding.documents)]
+        return sum(count_tokens(text, model=self.model_name) for text in read)
+
+
+class _RefusalGate:
+    """Holds back streamed text while it may still be the refusal sentence; emits that exactly."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._held = "" if enabled else None
+        self._refused = False
+
+    def feed(self, delta: str) -> str:
+        if self._refused:
+            return ""
+        if self._held is None:
+            return delta
+        self._held += delta
+        if is_refusal(self._held):
+            self._refused = True
+            return NOT_FOUND_MESSAGE
+        if could_become_refusal(self._held):
+            return ""
+        out, self._held = self._held, None
+        return out
+
+    def flush(self) -> str:
+        out, self._held = ("" if self._refused else self._held or ""), None
+        return out
+
+
+def _must_refuse(request: AnswerRequest, grounding: _Grounding) -> bool:
+    """Nothing survived strictness: in_scope refuses; extractive cannot answer without text."""
+    if grounding.documents:
+        return False
+    return request.in_scope or grounding.prompt is None
+
+
+def _check(name: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not low <= value <= high:
+        raise InvalidRequestError(f"{name} must be between {low} and {high}", param=name)

@@ -1,19 +1,37 @@
 """Chat models behind one protocol: OpenAI, Azure OpenAI, any OpenAI-compatible server, extractive.
 
-Every remote adapter talks through the official ``openai`` async clients; upstream failures
-become ChatModelRateLimitError (429, with retry_after), ChatModelTimeoutError (504) or
+Every remote adapter talks through the official ``openai`` async clients, which time out after
+``chat.timeout_s`` and retry 408/409/429/5xx and timeouts up to ``chat.max_retries`` times with
+exponential backoff (honouring Retry-After up to a minute). What still fails becomes
+ChatModelRateLimitError (429, with retry_after), ChatModelTimeoutError (504) or
 ChatModelError (502).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import numpy as np
+import openai
+
+from core.errors import (
+    ChatModelError,
+    ChatModelRateLimitError,
+    ChatModelTimeoutError,
+    ConfigurationError,
+)
 from core.models import ScoredChunk
 from core.settings import ChatSettings
-from retrieval.embedders import Embedder
+from retrieval.embedders import Embedder, Vectors
+
+logger = logging.getLogger(__name__)
 
 Role = Literal["system", "user", "assistant"]
 EXTRACTIVE_MODEL_NAME = "ondata-extractive"
@@ -40,7 +58,7 @@ class ChatParams:
 
 @dataclass(frozen=True)
 class ChatResult:
-    """A complete reply with its token usage as the model reported it."""
+    """A complete reply with its token usage as the model reported it (0: not reported)."""
 
     content: str
     model: str
@@ -70,28 +88,252 @@ class ChatModel(Protocol):
         ...
 
 
+class OpenAIChatModel:
+    """OpenAI, or any server with its chat-completions API (vLLM, Ollama, llama.cpp, LM Studio)."""
+
+    def __init__(self, client: openai.AsyncOpenAI, *, model: str) -> None:
+        self._client = client
+        self._model = model
+
+    @property
+    def name(self) -> str:
+        return self._model
+
+    async def complete(self, messages: Sequence[ChatMessage], *, params: ChatParams) -> ChatResult:
+        try:
+            response = await self._client.chat.completions.create(
+                **self._request(messages, params), stream=False
+            )
+        except openai.OpenAIError as exc:
+            raise translated(exc, model=self._model) from exc
+        if not response.choices:
+            raise ChatModelError(f"chat model {self._model} returned no choices")
+        choice, usage = response.choices[0], response.usage
+        return ChatResult(
+            content=choice.message.content or "",
+            model=response.model or self._model,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason or "stop",
+        )
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, params: ChatParams
+    ) -> AsyncIterator[str]:
+        try:
+            chunks = await self._client.chat.completions.create(
+                **self._request(messages, params), stream=True
+            )
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except openai.OpenAIError as exc:
+            raise translated(exc, model=self._model) from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _request(self, messages: Sequence[ChatMessage], params: ChatParams) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self._model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        }
+        optional = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "stop": list(params.stop) or None,
+            "user": params.user,
+        }
+        request.update({key: value for key, value in optional.items() if value is not None})
+        return request
+
+
+class AzureOpenAIChatModel(OpenAIChatModel):
+    """An Azure OpenAI deployment (endpoint, deployment, api-version set on the client)."""
+
+    def __init__(self, client: openai.AsyncAzureOpenAI, *, deployment: str) -> None:
+        super().__init__(client, model=deployment)
+
+
+def translated(exc: openai.OpenAIError, *, model: str) -> ChatModelError:
+    """The domain error for what the openai client raised (after its own retries)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ChatModelTimeoutError(f"chat model {model} did not answer in time")
+    if isinstance(exc, openai.RateLimitError):
+        return ChatModelRateLimitError(
+            f"chat model {model} is rate limiting requests",
+            retry_after=_retry_after(exc.response.headers.get("retry-after")),
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return ChatModelError(
+            f"chat model {model} failed with HTTP {exc.status_code}: {exc.message}"
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return ChatModelError(f"chat model {model} could not be reached: {exc}")
+    return ChatModelError(f"chat model {model} failed: {exc}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+# --- the extractive answerer -------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+_MIN_WORDS = 4
+_MAX_SENTENCE_CHARS = 600
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    doc: int
+    text: str
+
+
+class _VectorCache:
+    """A bounded LRU of sentence embeddings; chunks come back often, their sentences too."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, embedder: Embedder, texts: Sequence[str]) -> Vectors:
+        with self._lock:
+            found = {t: self._items[t] for t in texts if t in self._items}
+            for text in found:
+                self._items.move_to_end(text)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            found.update(zip(missing, embedder.embed(missing), strict=True))
+            with self._lock:
+                self._items.update((t, found[t]) for t in missing)
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+        return np.stack([found[t] for t in texts])
+
+
 class ExtractiveAnswerer:
     """The embedded default: answers with the retrieved sentences closest to the question.
 
     Not a ChatModel (it cannot chat without documents); AnswerService uses it when no chat
-    model is configured. Each sentence is cited ``[docN]`` with N its document's position.
+    model is configured. Sentences are scored by cosine with the question using the search
+    embedder; the best ``max_sentences`` (above ``min_score``, no near-repeats) come out best
+    first, each cited ``[docN]`` with N its document's position in ``documents``.
     """
 
-    def __init__(self, embedder: Embedder, *, max_sentences: int = 3) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_sentences: int = 3,
+        max_candidates: int = 64,
+        min_score: float = 0.05,
+        cache_size: int = 20_000,
+    ) -> None:
         self._embedder = embedder
         self._max_sentences = max_sentences
+        self._max_candidates = max_candidates
+        self._min_score = min_score
+        self._cache = _VectorCache(cache_size)
 
     @property
     def name(self) -> str:
         return EXTRACTIVE_MODEL_NAME
 
     async def answer(self, question: str, documents: Sequence[ScoredChunk]) -> ChatResult:
-        """Compose an answer from documents[0..] labelled [doc1].. in that order."""
-        raise NotImplementedError
+        """An answer from documents labelled [doc1].. in that order ("" if no sentence fits)."""
+        return await asyncio.to_thread(self.compose, question, documents)
+
+    def compose(self, question: str, documents: Sequence[ScoredChunk]) -> ChatResult:
+        """The blocking body of `answer`."""
+        candidates = candidate_sentences(documents, limit=self._max_candidates)
+        if not candidates:
+            return ChatResult(content="", model=self.name)
+        query = self._embedder.embed_query(question)
+        scores = self._cache.embed(self._embedder, [s.text for s in candidates]) @ query
+        picked = self._pick(candidates, scores)
+        text = " ".join(_cited(s.text, s.doc) for s in picked)
+        return ChatResult(content=text, model=self.name)
+
+    def _pick(self, candidates: Sequence[_Sentence], scores: np.ndarray) -> list[_Sentence]:
+        picked: list[_Sentence] = []
+        for index in np.argsort(-scores, kind="stable"):
+            sentence = candidates[int(index)]
+            if scores[index] < self._min_score or len(picked) == self._max_sentences:
+                break
+            if not any(_near_same(sentence.text, p.text) for p in picked):
+                picked.append(sentence)
+        return picked
+
+
+def candidate_sentences(documents: Sequence[ScoredChunk], *, limit: int) -> list[_Sentence]:
+    """Sentences of the documents worth quoting, in document order, unique, at most `limit`."""
+    seen: set[str] = set()
+    out: list[_Sentence] = []
+    for number, scored in enumerate(documents, start=1):
+        for raw in _SENTENCE_END.split(scored.chunk.content):
+            text = " ".join(raw.split())[:_MAX_SENTENCE_CHARS]
+            key = text.lower()
+            if len(text.split()) < _MIN_WORDS or key in seen:
+                continue
+            seen.add(key)
+            out.append(_Sentence(doc=number, text=text))
+            if len(out) == limit:
+                return out
+    return out
+
+
+def _cited(sentence: str, doc: int) -> str:
+    """The sentence with its marker before the final punctuation: "... 25 days [doc1]."."""
+    if sentence[-1] in ".!?":
+        return f"{sentence[:-1].rstrip()} [doc{doc}]{sentence[-1]}"
+    return f"{sentence} [doc{doc}]"
+
+
+def _near_same(a: str, b: str) -> bool:
+    words_a, words_b = set(a.lower().split()), set(b.lower().split())
+    return len(words_a & words_b) >= 0.8 * min(len(words_a), len(words_b))
+
+
+# --- factory -----------------------------------------------------------------------------
 
 
 def make_chat_model(
     settings: ChatSettings, *, embedder: Embedder
 ) -> ChatModel | ExtractiveAnswerer:
     """The configured chat model, or the extractive answerer when provider is none."""
-    raise NotImplementedError
+    if settings.provider == "none":
+        return ExtractiveAnswerer(embedder)
+    if settings.provider == "azure":
+        return AzureOpenAIChatModel(_azure_client(settings), deployment=_deployment(settings))
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    if settings.provider == "openai" and not key and not settings.base_url:
+        raise ConfigurationError("chat.provider=openai needs ONDATA_CHAT__API_KEY")
+    client = openai.AsyncOpenAI(
+        api_key=key or "unused",  # local servers ignore it; the client insists on one
+        base_url=settings.base_url,
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+    )
+    return OpenAIChatModel(client, model=settings.model)
+
+
+def _azure_client(settings: ChatSettings) -> openai.AsyncAzureOpenAI:
+    if settings.api_key is None:
+        raise ConfigurationError("chat.provider=azure needs ONDATA_CHAT__API_KEY")
+    return openai.AsyncAzureOpenAI(
+        azure_endpoint=settings.azure_endpoint,
+        api_version=settings.api_version,
+        api_key=settings.api_key.get_secret_value(),
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+    )
+
+
+def _deployment(settings: ChatSettings) -> str:
+    return settings.azure_deployment or settings.model

@@ -1,46 +1,61 @@
 """Search over one index: vector / keyword / hybrid, filters, strictness, de-duplication.
 
-Strictness (1..5, default 3) is a relevance cut-off on a normalised score, defined per mode
-so that it means the same thing whatever the scale of the raw score:
+Each query over-fetches ``top_n_documents * overfetch`` hits; the hits of all queries are
+merged (best score per chunk), near-duplicates are dropped, then strictness and top-n cut.
 
-* vector: the raw score is cosine similarity (embeddings are L2-normalised). A hit is kept
-  when ``cosine >= ABS_COSINE[s]`` and ``cosine >= REL_TO_BEST[s] * best_cosine``.
-* keyword: BM25 scores have no absolute scale, so only the relative rule applies:
-  ``bm25 >= REL_TO_BEST[s] * best_bm25``.
-* hybrid: fused scores (RRF or DBSF) are rank-based, so the cut uses the cosine of each hit
-  to the query (computed from the same embedder): the vector rule above applies to it, and
-  a hit found by keywords only is kept if the lexical evidence is strong (it appears in the
-  keyword top-k) -- see ``_hybrid_keep``.
+Strictness (1..5, default 3) is a relevance cut-off on a *relevance* that means the same
+whatever the scale of the raw score, defined per mode:
 
-====  ===========  ===========
- s    ABS_COSINE   REL_TO_BEST
-====  ===========  ===========
- 1    0.00         0.00  (keep everything retrieved)
- 2    0.10         0.50
- 3    0.20         0.70
- 4    0.30         0.80
- 5    0.40         0.90
-====  ===========  ===========
+* vector: relevance = cosine similarity of chunk and query (vectors are L2-normalised).
+* hybrid: relevance = the same cosine, read from a dense query run alongside the fused one
+  (fused RRF/DBSF scores are rank-based and say nothing absolute). A fused hit outside the
+  dense candidates gets the lowest cosine among them, an upper bound of its own.
+* keyword: relevance = BM25 score / the query's best BM25 score (BM25 has no absolute scale,
+  so only the relative rule applies).
 
-The best hit of a query always survives the relative rule; it can still fail the absolute
-rule (nothing relevant at all), which is how in_scope refusals happen. Chunks cut by
-strictness carry ``filter_reason="score"``; chunks that survive strictness but fall beyond
-``top_n_documents`` carry ``filter_reason="rerank"`` (OYD's all_retrieved_documents names).
+A hit is kept when ``relevance >= ABSOLUTE[s]`` (vector and hybrid only) and
+``relevance >= RELATIVE[s] * best relevance of its query``:
+
+====  ==========================  ==========================
+ s    ABSOLUTE (cosine)           RELATIVE (share of the best)
+====  ==========================  ==========================
+ 1    0.00  (keep all retrieved)  0.00
+ 2    0.10                        0.50
+ 3    0.20                        0.65
+ 4    0.30                        0.80
+ 5    0.40                        0.90
+====  ==========================  ==========================
+
+The absolute floors suit the bundled MiniLM embedder, where unrelated text scores near 0.0-0.15
+and a passage on the topic 0.3 or more. The best hit always passes the relative rule; failing
+the absolute one means nothing relevant was found (the in_scope refusal). Hits cut by
+strictness carry ``filter_reason="score"``; hits that pass but fall beyond top_n carry
+``filter_reason="rerank"`` (OYD's names). ``ScoredChunk.score`` and ``original_search_score``
+hold the raw index score (cosine, BM25 or fused); ``rerank_score`` holds the relevance above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+import numpy as np
+
+from core.errors import InvalidRequestError
 from core.models import ScoredChunk, SparseVector
 from retrieval.embedders import Embedder
-from retrieval.index import FusionMethod, MetadataFilter, SearchMode, VectorIndex
+from retrieval.index import FusionMethod, IndexQuery, MetadataFilter, SearchMode, VectorIndex
 
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
 DEFAULT_STRICTNESS = 3
+MAX_QUERIES = 10
+ABSOLUTE = {1: 0.0, 2: 0.10, 3: 0.20, 4: 0.30, 5: 0.40}
+RELATIVE = {1: 0.0, 2: 0.50, 3: 0.65, 4: 0.80, 5: 0.90}
+NEAR_DUPLICATE_JACCARD = 0.9
+_MODES = ("vector", "keyword", "hybrid")
 
 
 class SparseQueryEncoder(Protocol):
@@ -67,6 +82,18 @@ class SearchRequest:
     strictness: int = DEFAULT_STRICTNESS
     filter: MetadataFilter | None = None
 
+    def __post_init__(self) -> None:
+        queries = tuple(q.strip() for q in self.queries if q.strip())
+        if not queries:
+            raise InvalidRequestError("the search query is empty", param="query")
+        if len(queries) > MAX_QUERIES:
+            raise InvalidRequestError(f"at most {MAX_QUERIES} queries", param="query")
+        object.__setattr__(self, "queries", queries)
+        _check_range("top_n_documents", self.top_n_documents, 1, MAX_TOP_N)
+        _check_range("strictness", self.strictness, 1, 5)
+        if self.mode not in _MODES:
+            raise InvalidRequestError(f"mode must be one of {', '.join(_MODES)}", param="mode")
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -77,10 +104,19 @@ class SearchResult:
     queries: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Hit:
+    """A retrieved chunk with its rank key (0..1 for keyword/hybrid) and strictness verdict."""
+
+    scored: ScoredChunk
+    rank: float
+    passes: bool
+
+
 class Searcher:
     """Embeds queries, asks the index, merges, de-duplicates and applies strictness / top-n.
 
-    Built once (in the app lifespan) and shared; thread-safe as long as its parts are.
+    Built once (in the app lifespan) and shared; safe to use from several tasks at once.
     """
 
     def __init__(
@@ -102,4 +138,146 @@ class Searcher:
 
     async def search(self, request: SearchRequest) -> SearchResult:
         """Run every query concurrently, merge (best score per chunk), cut, and return."""
-        raise NotImplementedError
+        index = await asyncio.to_thread(self._indexes, request.index_name)
+        runs = await asyncio.gather(
+            *(asyncio.to_thread(self.run_query, index, q, request) for q in request.queries)
+        )
+        hits = deduplicated(merged(runs))
+        kept, every = cut(hits, top_n=request.top_n_documents)
+        return SearchResult(documents=kept, all_retrieved=every, queries=request.queries)
+
+    def run_query(self, index: VectorIndex, query: str, request: SearchRequest) -> list[_Hit]:
+        """One query against the index (blocking), with each hit's strictness verdict."""
+        dense = self._embedder.embed_query(query) if request.mode != "keyword" else None
+        sparse = self._sparse.encode_query(query) if request.mode != "vector" else None
+        hits = index.query(self._index_query(request, request.mode, dense, sparse))
+        strictness = request.strictness
+        if request.mode == "keyword":
+            return _judged(hits, _relative(hits), absolute=None, strictness=strictness)
+        if request.mode == "vector":
+            return _judged(
+                hits, [h.score for h in hits], absolute=ABSOLUTE[strictness], strictness=strictness
+            )
+        dense_hits = index.query(self._index_query(request, "vector", dense, None))
+        judged = _judged(
+            hits, _cosines(hits, dense_hits), absolute=ABSOLUTE[strictness], strictness=strictness
+        )
+        best = max((h.score for h in hits), default=0.0) or 1.0
+        # fused scores rank hybrid hits (cosine only decides strictness)
+        return [replace(j, rank=j.scored.score / best) for j in judged]
+
+    def _index_query(
+        self,
+        request: SearchRequest,
+        mode: SearchMode,
+        dense: np.ndarray | None,
+        sparse: SparseVector | None,
+    ) -> IndexQuery:
+        fetch = request.top_n_documents * self._overfetch
+        return IndexQuery(
+            mode=mode,
+            limit=fetch if mode == request.mode else max(fetch, self._prefetch_limit),
+            dense=dense,
+            sparse=sparse,
+            filter=request.filter,
+            fusion=self._fusion,
+            prefetch_limit=self._prefetch_limit,
+        )
+
+
+def with_acl(flt: MetadataFilter | None, groups: Sequence[str] | None) -> MetadataFilter | None:
+    """The filter restricted to chunks these ACL groups may read (None: no restriction)."""
+    if groups is None:
+        return flt
+    return MetadataFilter(equals=dict(flt.equals) if flt else {}, acl_groups=tuple(groups))
+
+
+def merged(runs: Sequence[Sequence[_Hit]]) -> list[_Hit]:
+    """One hit per chunk (its best rank; kept if any query kept it), best first."""
+    best: dict[str, _Hit] = {}
+    for run in runs:
+        for hit in run:
+            seen = best.get(hit.scored.chunk.chunk_id)
+            if seen is None or hit.rank > seen.rank:
+                passes = hit.passes or (seen is not None and seen.passes)
+                best[hit.scored.chunk.chunk_id] = replace(hit, passes=passes)
+            elif hit.passes and not seen.passes:
+                best[hit.scored.chunk.chunk_id] = replace(seen, passes=True)
+    return sorted(best.values(), key=lambda h: h.rank, reverse=True)
+
+
+def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
+    """Drop a hit whose text repeats a better one (same hash, or near-identical words)."""
+    kept: list[_Hit] = []
+    hashes: set[str] = set()
+    words: list[set[str]] = []
+    for hit in hits:
+        chunk = hit.scored.chunk
+        bag = set(chunk.content.lower().split())
+        if chunk.content_hash in hashes or any(
+            _jaccard(bag, w) >= NEAR_DUPLICATE_JACCARD for w in words
+        ):
+            continue
+        hashes.add(chunk.content_hash)
+        words.append(bag)
+        kept.append(hit)
+    return kept
+
+
+def cut(
+    hits: Sequence[_Hit], *, top_n: int
+) -> tuple[tuple[ScoredChunk, ...], tuple[ScoredChunk, ...]]:
+    """(kept: passing hits up to top_n; all: every hit, the cut ones with a filter_reason)."""
+    kept: list[ScoredChunk] = []
+    every: list[ScoredChunk] = []
+    for hit in hits:
+        if not hit.passes:
+            every.append(hit.scored.model_copy(update={"filter_reason": "score"}))
+        elif len(kept) >= top_n:
+            every.append(hit.scored.model_copy(update={"filter_reason": "rerank"}))
+        else:
+            kept.append(hit.scored)
+            every.append(hit.scored)
+    return tuple(kept), tuple(every)
+
+
+def _judged(
+    hits: Sequence[ScoredChunk],
+    relevance: Sequence[float],
+    *,
+    absolute: float | None,
+    strictness: int,
+) -> list[_Hit]:
+    """Each hit's verdict; rank by cosine when `absolute` applies, else by share of the best."""
+    if not hits:
+        return []
+    floor = max(absolute or 0.0, RELATIVE[strictness] * max(relevance))
+    best_score = max(h.score for h in hits) or 1.0
+    return [
+        _Hit(
+            scored=h.model_copy(update={"original_search_score": h.score, "rerank_score": r}),
+            rank=r if absolute is not None else h.score / best_score,
+            passes=r >= floor,
+        )
+        for h, r in zip(hits, relevance, strict=True)
+    ]
+
+
+def _relative(hits: Sequence[ScoredChunk]) -> list[float]:
+    best = max((h.score for h in hits), default=0.0) or 1.0
+    return [h.score / best for h in hits]
+
+
+def _cosines(fused: Sequence[ScoredChunk], dense: Sequence[ScoredChunk]) -> list[float]:
+    by_id = {h.chunk.chunk_id: h.score for h in dense}
+    floor = min(by_id.values(), default=0.0)
+    return [by_id.get(h.chunk.chunk_id, floor) for h in fused]
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise InvalidRequestError(f"{name} must be between {low} and {high}", param=name)
