@@ -166,6 +166,30 @@ class Searcher:
         # fused scores rank hybrid hits (cosine only decides strictness)
         return [replace(j, rank=j.scored.score / best) for j in judged]
 
+    def rank(
+        self,
+        index_name: str,
+        query: str,
+        *,
+        mode: SearchMode = "hybrid",
+        limit: int = 100,
+        filter: MetadataFilter | None = None,
+    ) -> list[ScoredChunk]:
+        """The index's ranking of one query, `limit` chunks deep, best first (blocking).
+
+        No strictness, no top-n cap, no de-duplication: the ranking that `search` cuts, which
+        is what evaluation measures (nDCG@10, Recall@100). Same embedder, BM25 encoder and
+        fusion as `search`; hybrid prefetches max(prefetch_limit, limit) per side.
+        """
+        index = self._indexes(index_name)
+        dense = self._embedder.embed_query(query) if mode != "keyword" else None
+        sparse = self._sparse.encode_query(query) if mode != "vector" else None
+        request = IndexQuery(
+            mode=mode, limit=limit, dense=dense, sparse=sparse, filter=filter,
+            fusion=self._fusion, prefetch_limit=self._prefetch_limit,
+        )
+        return index.query(request)
+
     def _index_query(
         self,
         request: SearchRequest,
