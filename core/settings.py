@@ -37,6 +37,8 @@ class IndexSettings(BaseModel):
     url: str | None = None
     api_key: SecretStr | None = None
     collection_prefix: str = "ondata_"
+    # metadata keys that get a keyword payload index (filters on other keys still work)
+    filterable_metadata: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> IndexSettings:

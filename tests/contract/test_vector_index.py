@@ -1,0 +1,340 @@
+"""One contract for every VectorIndex adapter: Qdrant Edge on a temp dir, and the server adapter
+on qdrant-client's local mode (same API as a server), both driven through the same tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from core.errors import ConfigurationError, IndexBackendError, InvalidRequestError
+from core.models import Chunk
+from core.settings import IndexSettings, Settings
+from retrieval.index import (
+    IndexedChunk,
+    IndexQuery,
+    MetadataFilter,
+    QdrantEdgeIndex,
+    QdrantServerIndex,
+    VectorIndex,
+    drop_index,
+    edge_index_path,
+    open_index,
+)
+from retrieval.sparse import Bm25Encoder
+
+DIM = 4
+BM25 = Bm25Encoder(avg_len=8.0)
+
+OpenIndex = Callable[..., VectorIndex]
+
+
+def make_chunk(chunk_id: str, doc_id: str, content: str, **fields: object) -> Chunk:
+    return Chunk(
+        chunk_id=chunk_id, doc_id=doc_id, chunk_index=0, content=content, embed_text=content,
+        title=doc_id.title(), content_hash=f"h-{chunk_id}", **fields,  # type: ignore[arg-type]
+    )
+
+
+CAT = make_chunk(
+    "cat", "animals", "Cats purr and sleep in the warm sun",
+    metadata={"lang": "en", "year": 2023, "reviewed": True},
+)
+DOG = make_chunk(
+    "dog", "animals", "Dogs bark loudly at the mailman", acl_groups=("staff",),
+    metadata={"lang": "en", "year": 2024, "reviewed": False},
+)
+FISH = make_chunk(
+    "fish", "ocean", "Fish swim in the deep blue ocean", acl_groups=("hr",),
+    metadata={"lang": "fr", "year": 2024, "tags": ["sea", "wild"]},
+)
+TAX = make_chunk(
+    "tax", "finance", "Quarterly tax filing deadlines for supplier invoices",
+    filepath="finance/tax.pdf", url="https://intranet/tax", page=3, section="Deadlines",
+    metadata={"lang": "en", "nested": {"owner": "ops"}},
+)
+DENSE = {"cat": [1, 0, 0, 0], "dog": [0, 1, 0, 0], "fish": [0, 0, 1, 0], "tax": [0, 0, 0, 1]}
+ALL = (CAT, DOG, FISH, TAX)
+
+
+def indexed(chunk: Chunk, dense: list[float] | None = None) -> IndexedChunk:
+    vector = np.asarray(dense or DENSE[chunk.chunk_id], dtype=np.float32)
+    return IndexedChunk(chunk=chunk, dense=vector, sparse=BM25.encode_document(chunk.content))
+
+
+def vector(values: list[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+BACKENDS = ["edge", "server"]
+
+
+def opener(backend: str, root: Path, opened: list[VectorIndex]) -> OpenIndex:
+    """Opens the same index location on each call (reopening works after close)."""
+
+    def _open(dimension: int = DIM, metadata_keys: tuple[str, ...] = ("lang",)) -> VectorIndex:
+        index: VectorIndex
+        if backend == "edge":
+            index = QdrantEdgeIndex.open(
+                root / "edge", dimension=dimension, metadata_keys=metadata_keys
+            )
+        else:
+            client = QdrantClient(path=str(root / "local"))
+            try:
+                index = QdrantServerIndex.open(
+                    client, collection="ondata_test", dimension=dimension,
+                    metadata_keys=metadata_keys,
+                )
+            except Exception:
+                client.close()
+                raise
+        opened.append(index)
+        return index
+
+    return _open
+
+
+@pytest.fixture(params=BACKENDS)
+def open_test_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenIndex]:
+    """A fresh index location per test, for tests that write."""
+    opened: list[VectorIndex] = []
+    yield opener(request.param, tmp_path, opened)
+    for index in opened:
+        index.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def index(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VectorIndex]:
+    """The four sample chunks, shared by the read-only tests of one backend."""
+    opened: list[VectorIndex] = []
+    idx = opener(request.param, tmp_path_factory.mktemp(request.param), opened)()
+    idx.upsert([indexed(chunk) for chunk in ALL])
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def fresh(open_test_index: OpenIndex) -> VectorIndex:
+    """The four sample chunks in an index of this test's own."""
+    idx = open_test_index()
+    idx.upsert([indexed(chunk) for chunk in ALL])
+    return idx
+
+
+def ids(hits: list) -> list[str]:  # type: ignore[type-arg]
+    return [hit.chunk.chunk_id for hit in hits]
+
+
+class TestVectorIndexContract:
+    def test_index_upsert_then_count_all_and_per_document(self, index: VectorIndex) -> None:
+        assert index.count() == 4
+        assert index.count(doc_id="animals") == 2
+        assert index.count(doc_id="missing") == 0
+
+    def test_index_vector_query_ranks_nearest_first(self, index: VectorIndex) -> None:
+        hits = index.query(IndexQuery(mode="vector", limit=4, dense=vector([0.1, 0.9, 0.2, 0])))
+        assert ids(hits)[:2] == ["dog", "fish"]
+        scores = [hit.score for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert scores[0] == pytest.approx(0.9 / np.linalg.norm([0.1, 0.9, 0.2]), rel=1e-4)
+
+    def test_index_keyword_query_ranks_matching_terms_first(self, index: VectorIndex) -> None:
+        sparse = BM25.encode_query("barking dog")
+        hits = index.query(IndexQuery(mode="keyword", limit=4, sparse=sparse))
+        assert ids(hits) == ["dog"]
+        assert hits[0].score > 0
+
+    def test_index_keyword_query_of_stopwords_finds_nothing(self, index: VectorIndex) -> None:
+        hits = index.query(IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("the of")))
+        assert hits == []
+
+    def test_index_hybrid_rrf_fuses_both_lists_in_engine(self, index: VectorIndex) -> None:
+        # dense points at the cat; keywords name the tax chunk: both must surface
+        request = IndexQuery(
+            mode="hybrid", limit=2, dense=vector([1, 0, 0, 0.2]),
+            sparse=BM25.encode_query("tax invoices"), fusion="rrf", rrf_k=60,
+        )
+        hits = index.query(request)
+        assert set(ids(hits)) == {"cat", "tax"}
+        agreed = index.query(
+            IndexQuery(mode="hybrid", limit=1, dense=vector([0, 0, 0, 1]),
+                       sparse=BM25.encode_query("tax invoices"), fusion="rrf", rrf_k=60)
+        )
+        assert ids(agreed) == ["tax"]
+        assert agreed[0].score == pytest.approx(2 / 60, rel=1e-4)  # first in both lists
+
+    def test_index_hybrid_dbsf_ranks_agreed_chunk_first(self, index: VectorIndex) -> None:
+        request = IndexQuery(
+            mode="hybrid", limit=4, dense=vector([0, 0.2, 1, 0]),
+            sparse=BM25.encode_query("deep ocean fish"), fusion="dbsf",
+        )
+        hits = index.query(request)
+        assert ids(hits)[0] == "fish"
+        assert hits[0].score > 2 / 60  # normalised scores, not reciprocal ranks
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+    @pytest.mark.parametrize(
+        ("equals", "expected"),
+        [
+            ({"lang": "fr"}, {"fish"}),
+            ({"year": [2023, 2024]}, {"cat", "dog", "fish"}),
+            ({"year": 2024, "lang": "en"}, {"dog"}),
+            ({"reviewed": True}, {"cat"}),
+            ({"reviewed": False}, {"dog"}),
+            ({"tags": "wild"}, {"fish"}),
+            ({"nested.owner": "ops"}, {"tax"}),
+            ({"metadata.lang": ["fr"]}, {"fish"}),
+            ({"doc_id": ["animals", "finance"]}, {"cat", "dog", "tax"}),
+            ({"filepath": "finance/tax.pdf"}, {"tax"}),
+            ({"page": 3}, {"tax"}),
+        ],
+    )
+    def test_index_equals_filter_keeps_only_matching_chunks(
+        self, index: VectorIndex, equals: dict, expected: set[str]  # type: ignore[type-arg]
+    ) -> None:
+        flt = MetadataFilter(equals=equals)
+        for mode in ("vector", "hybrid"):
+            request = IndexQuery(
+                mode=mode, limit=10, dense=vector([1, 1, 1, 1]),  # type: ignore[arg-type]
+                sparse=BM25.encode_query("cats dogs fish tax"), filter=flt,
+            )
+            assert set(ids(index.query(request))) == expected
+
+    @pytest.mark.parametrize(
+        ("groups", "expected"),
+        [
+            ((), {"cat", "tax"}),
+            (("staff",), {"cat", "tax", "dog"}),
+            (("staff", "hr", "other"), {"cat", "tax", "dog", "fish"}),
+            (("nobody",), {"cat", "tax"}),
+        ],
+    )
+    def test_index_acl_filter_keeps_public_and_member_chunks(
+        self, index: VectorIndex, groups: tuple[str, ...], expected: set[str]
+    ) -> None:
+        flt = MetadataFilter(acl_groups=groups)
+        for mode in ("vector", "keyword", "hybrid"):
+            request = IndexQuery(
+                mode=mode, limit=10, dense=vector([1, 1, 1, 1]),  # type: ignore[arg-type]
+                sparse=BM25.encode_query("cats dogs fish tax"), filter=flt,
+            )
+            assert set(ids(index.query(request))) == expected
+
+    def test_index_delete_keeps_listed_chunks(self, fresh: VectorIndex) -> None:
+        index = fresh
+        assert index.delete(doc_id="animals", keep_chunk_ids=["cat"]) == 1
+        assert index.count(doc_id="animals") == 1
+        assert index.delete(doc_id="animals", keep_chunk_ids=["cat"]) == 0
+        assert index.delete(doc_id="animals") == 1
+        assert index.delete(doc_id="missing") == 0
+        assert index.count() == 2
+
+    def test_index_reupsert_replaces_without_duplicates(self, fresh: VectorIndex) -> None:
+        index = fresh
+        changed = CAT.model_copy(update={"content": "Cats nap all afternoon"})
+        index.upsert([indexed(changed), indexed(DOG)])
+        assert index.count() == 4
+        hits = index.query(IndexQuery(mode="vector", limit=1, dense=vector([1, 0, 0, 0])))
+        assert hits[0].chunk.content == "Cats nap all afternoon"
+        assert index.query(
+            IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("purr"))
+        ) == []
+
+    def test_index_hit_rebuilds_the_stored_chunk(self, index: VectorIndex) -> None:
+        for chunk in ALL:
+            request = IndexQuery(mode="vector", limit=1, dense=vector(DENSE[chunk.chunk_id]))
+            (hit,) = index.query(request)
+            assert hit.chunk == chunk
+
+    def test_index_reopened_sees_its_data(self, open_test_index: OpenIndex) -> None:
+        first = open_test_index()
+        first.upsert([indexed(chunk) for chunk in ALL])
+        first.delete(doc_id="ocean")
+        first.close()
+        again = open_test_index()
+        assert again.count() == 3
+        hits = again.query(IndexQuery(mode="keyword", limit=1, sparse=BM25.encode_query("tax")))
+        assert hits[0].chunk == TAX
+
+    def test_index_refuses_another_dimension(self, open_test_index: OpenIndex) -> None:
+        open_test_index().close()
+        with pytest.raises(ConfigurationError, match="4-d"):
+            open_test_index(dimension=8)
+
+    def test_index_rejects_malformed_requests(self, index: VectorIndex) -> None:
+        with pytest.raises(InvalidRequestError, match="dense"):
+            index.query(IndexQuery(mode="vector", limit=3))
+        with pytest.raises(InvalidRequestError, match="sparse"):
+            index.query(IndexQuery(mode="hybrid", limit=3, dense=vector([1, 0, 0, 0])))
+        with pytest.raises(InvalidRequestError, match="4-d"):
+            index.upsert([indexed(CAT, dense=[1.0, 0.0])])
+        with pytest.raises(InvalidRequestError, match="limit"):
+            index.query(IndexQuery(mode="vector", limit=0, dense=vector([1, 0, 0, 0])))
+
+    def test_index_drop_removes_everything(self, open_test_index: OpenIndex) -> None:
+        index = open_test_index()
+        index.upsert([indexed(CAT)])
+        index.drop()
+        assert open_test_index().count() == 0
+
+
+def test_edge_index_serves_queries_from_threads(tmp_path: Path) -> None:
+    index = QdrantEdgeIndex.open(tmp_path / "edge", dimension=DIM)
+    index.upsert([indexed(chunk) for chunk in ALL])
+    request = IndexQuery(mode="hybrid", limit=2, dense=vector([0, 1, 0, 0]),
+                         sparse=BM25.encode_query("dogs bark"))
+    results: list[list[str]] = []
+
+    def worker() -> None:
+        results.extend(ids(index.query(request)) for _ in range(20))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 80
+    assert all(result[0] == "dog" for result in results)
+    index.close()
+    with pytest.raises(IndexBackendError, match="closed"):
+        index.query(request)
+
+
+def test_edge_index_second_open_of_one_directory_fails(tmp_path: Path) -> None:
+    index = QdrantEdgeIndex.open(tmp_path / "edge", dimension=DIM)
+    with pytest.raises(IndexBackendError, match="open elsewhere"):
+        QdrantEdgeIndex.open(tmp_path / "edge", dimension=DIM)
+    index.close()
+
+
+def test_open_index_edge_lives_under_data_dir_and_drops(settings: Settings) -> None:
+    index = open_index(settings, "handbook", dimension=DIM)
+    assert isinstance(index, QdrantEdgeIndex)
+    index.upsert([indexed(CAT)])
+    index.close()
+    path = edge_index_path(settings, "handbook")
+    assert path == settings.data_dir / "indexes" / "handbook"
+    assert path.is_dir()
+    assert drop_index(settings, "handbook") is True
+    assert drop_index(settings, "handbook") is False
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "", "a/b", ".hidden", "x" * 129])
+def test_open_index_rejects_unsafe_names(settings: Settings, name: str) -> None:
+    with pytest.raises(InvalidRequestError, match="index name"):
+        open_index(settings, name, dimension=DIM)
+
+
+def test_open_index_server_unreachable_is_backend_error(settings: Settings) -> None:
+    server = settings.model_copy(
+        update={"index": IndexSettings(backend="server", url="http://127.0.0.1:9")}
+    )
+    with pytest.raises(IndexBackendError, match="qdrant"):
+        open_index(server, "handbook", dimension=DIM)
