@@ -222,8 +222,9 @@ class ExtractiveAnswerer:
 
     Not a ChatModel (it cannot chat without documents); AnswerService uses it when no chat
     model is configured. Sentences are scored by cosine with the question using the search
-    embedder; the best ``max_sentences`` (above ``min_score``, no near-repeats) come out best
-    first, each cited ``[docN]`` with N its document's position in ``documents``.
+    embedder; the best ``max_sentences`` come out best first -- those scoring at least
+    ``min_score`` and ``relative_score`` times the best, without near-repeats -- each cited
+    ``[docN]`` with N its document's position in ``documents``.
     """
 
     def __init__(
@@ -233,12 +234,14 @@ class ExtractiveAnswerer:
         max_sentences: int = 3,
         max_candidates: int = 64,
         min_score: float = 0.05,
+        relative_score: float = 0.5,
         cache_size: int = 20_000,
     ) -> None:
         self._embedder = embedder
         self._max_sentences = max_sentences
         self._max_candidates = max_candidates
         self._min_score = min_score
+        self._relative_score = relative_score
         self._cache = _VectorCache(cache_size)
 
     @property
@@ -262,9 +265,10 @@ class ExtractiveAnswerer:
 
     def _pick(self, candidates: Sequence[_Sentence], scores: np.ndarray) -> list[_Sentence]:
         picked: list[_Sentence] = []
+        floor = max(self._min_score, self._relative_score * float(scores.max()))
         for index in np.argsort(-scores, kind="stable"):
             sentence = candidates[int(index)]
-            if scores[index] < self._min_score or len(picked) == self._max_sentences:
+            if scores[index] < floor or len(picked) == self._max_sentences:
                 break
             if not any(_near_same(sentence.text, p.text) for p in picked):
                 picked.append(sentence)
