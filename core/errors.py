@@ -76,6 +76,12 @@ class DocumentNotFoundError(NotFoundError):
     code = "document_not_found"
 
 
+class InvalidDatasetError(InvalidRequestError):
+    """An evaluation dataset is missing a file or holds a malformed record."""
+
+    code = "invalid_dataset"
+
+
 class UnsupportedFileTypeError(OndataError):
     """The file's type is not one ondata can parse."""
 

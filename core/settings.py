@@ -102,6 +102,27 @@ class ApiSettings(BaseModel):
     max_messages: int = Field(default=100, ge=1)
 
 
+class EvaluationSettings(BaseModel):
+    """The optional LLM judge of `ondata eval answers` (any OpenAI-compatible endpoint)."""
+
+    judge_base_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key: SecretStr | None = None
+    judge_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _judge_needs_model(self) -> EvaluationSettings:
+        if self.judge_base_url and not self.judge_model:
+            raise ValueError(
+                "evaluation.judge_base_url is set: also set ONDATA_EVALUATION__JUDGE_MODEL"
+            )
+        return self
+
+    @property
+    def judge_configured(self) -> bool:
+        return bool(self.judge_base_url and self.judge_model)
+
+
 class Settings(BaseSettings):
     """Everything ondata can be configured with; only entrypoints load it."""
 
@@ -118,6 +139,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     chat: ChatSettings = ChatSettings()
     api: ApiSettings = ApiSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
     @property
     def resolved_database_url(self) -> str:

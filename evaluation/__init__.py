@@ -1,0 +1,1 @@
+"""Evaluation: retrieval relevance and answer grounding, with reports and a regression gate."""

@@ -1,0 +1,191 @@
+"""Indexes built from evaluation corpora, cached under <data_dir>/eval-cache and reused.
+
+An entry is keyed by the corpus bytes, the settings that shape an index (embedding, chunking
+and any section not known to be irrelevant) and the source of the ingestion and indexing
+code, so a change to any of them re-ingests instead of silently measuring a stale index.
+Each entry is a small data dir of its own (Edge shard + SQLite registry), so evaluation never
+touches the user's indexes. Only the newest entry of each dataset is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.models import Document
+from core.settings import Settings
+from evaluation.datasets import CorpusRecord
+from ingest.service import open_pipeline
+from ingest.sources import document_from_record
+from retrieval.embedders import Embedder
+
+logger = logging.getLogger(__name__)
+
+CACHE_DIR = "eval-cache"
+INDEX_NAME = "corpus"
+_COMPLETE = "complete.json"
+# Settings sections that do not change what an index holds.
+_NOT_INDEX_SHAPING = frozenset(
+    {"data_dir", "database_url", "default_index", "index", "ingest", "chat", "api", "evaluation"}
+)
+# Modules whose code decides what gets indexed and how it is stored.
+_PIPELINE_MODULES = (
+    "ingest.chunking",
+    "ingest.pipeline",
+    "ingest.service",
+    "ingest.sources",
+    "retrieval.embedders",
+    "retrieval.index",
+    "retrieval.sparse",
+)
+
+
+@dataclass(frozen=True)
+class CorpusIndex:
+    """A ready index over an evaluation corpus; `settings` points at its own data dir."""
+
+    settings: Settings
+    index_name: str
+    key: str
+    docs: int
+    chunks: int
+    failed: int
+    built: bool
+    seconds: float
+
+
+def cache_key(settings: Settings, corpus_hash: str) -> str:
+    """sha256 over the corpus hash, the index-shaping settings and the pipeline's code."""
+    material = {
+        "corpus": corpus_hash,
+        "settings": settings.model_dump(mode="json", exclude=set(_NOT_INDEX_SHAPING)),
+        "code": code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def code_fingerprint() -> str:
+    """sha256 of the source of the ingestion and indexing modules."""
+    digest = hashlib.sha256()
+    for name in _PIPELINE_MODULES:
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()
+
+
+def entry_settings(settings: Settings, entry: Path) -> Settings:
+    """The user's settings with the data dir, registry and index backend of a cache entry."""
+    index = settings.index.model_copy(update={"backend": "edge"})
+    return settings.model_copy(update={"data_dir": entry, "database_url": None, "index": index})
+
+
+def corpus_index(
+    settings: Settings,
+    *,
+    dataset: str,
+    corpus_hash: str,
+    records: Iterable[CorpusRecord],
+    embedder: Embedder,
+    total: int | None = None,
+) -> CorpusIndex:
+    """The cached index of a corpus, ingesting it through the real pipeline when missing.
+
+    `records` is only consumed when the index has to be built.
+    """
+    key = cache_key(settings, corpus_hash)
+    root = settings.data_dir / CACHE_DIR
+    entry = root / f"{slug(dataset)}-{key[:16]}"
+    target = entry_settings(settings, entry)
+    done = entry / _COMPLETE
+    if done.is_file():
+        info = json.loads(done.read_text())
+        logger.info("reusing cached index %s", entry)
+        return CorpusIndex(
+            target, INDEX_NAME, key, info["docs"], info["chunks"], info["failed"], False, 0.0
+        )
+    shutil.rmtree(entry, ignore_errors=True)  # a build that did not finish
+    entry.mkdir(parents=True)
+    built = _build(target, records=records, embedder=embedder, total=total, key=key)
+    done.write_text(
+        json.dumps({"docs": built.docs, "chunks": built.chunks, "failed": built.failed})
+    )
+    _prune(root, keep=entry, dataset=dataset)
+    return built
+
+
+def _build(
+    settings: Settings,
+    *,
+    records: Iterable[CorpusRecord],
+    embedder: Embedder,
+    total: int | None,
+    key: str,
+) -> CorpusIndex:
+    started = time.perf_counter()
+    with (
+        open_pipeline(settings, INDEX_NAME, embedder=embedder) as pipeline,
+        tqdm(
+            total=total, unit="doc", desc="indexing corpus", disable=not sys.stderr.isatty()
+        ) as bar,
+    ):
+        report = pipeline.ingest_documents(documents(records), progress=bar.update)
+    failed = len(report.documents_failed)
+    if failed:
+        logger.warning(
+            "%d corpus records could not be indexed (first: %s)",
+            failed,
+            report.documents_failed[0].error,
+        )
+    seconds = time.perf_counter() - started
+    logger.info(
+        "indexed %d documents, %d chunks in %.1fs",
+        report.documents_ingested,
+        report.chunks_written,
+        seconds,
+    )
+    return CorpusIndex(
+        settings,
+        INDEX_NAME,
+        key,
+        report.documents_ingested,
+        report.chunks_written,
+        failed,
+        True,
+        seconds,
+    )
+
+
+def documents(records: Iterable[CorpusRecord]) -> Iterator[Document]:
+    """One Document per record: the record's id kept, title and text both used."""
+    for record in records:
+        # a record with a title and no text is still a document (its title is its text)
+        text = record.text if record.text.strip() else record.title
+        yield document_from_record(record.doc_id, title=record.title, text=text)
+
+
+def _prune(root: Path, *, keep: Path, dataset: str) -> None:
+    prefix = f"{slug(dataset)}-"
+    for old in root.iterdir():
+        if (
+            old != keep
+            and old.is_dir()
+            and old.name.startswith(prefix)
+            and len(old.name) == len(keep.name)
+        ):
+            shutil.rmtree(old, ignore_errors=True)
+            logger.info("removed stale evaluation index %s", old)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:60] or "dataset"
