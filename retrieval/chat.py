@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -79,8 +79,10 @@ class ChatModel(Protocol):
         """One complete reply."""
         ...
 
-    def stream(self, messages: Sequence[ChatMessage], *, params: ChatParams) -> AsyncIterator[str]:
-        """Content deltas as they arrive (an async generator)."""
+    def stream(
+        self, messages: Sequence[ChatMessage], *, params: ChatParams
+    ) -> AsyncGenerator[str, None]:
+        """Content deltas as they arrive (an async generator: close it to stop early)."""
         ...
 
     async def aclose(self) -> None:
@@ -119,7 +121,7 @@ class OpenAIChatModel:
 
     async def stream(
         self, messages: Sequence[ChatMessage], *, params: ChatParams
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         try:
             chunks = await self._client.chat.completions.create(
                 **self._request(messages, params), stream=True
@@ -328,8 +330,10 @@ def make_chat_model(
 
 
 def _azure_client(settings: ChatSettings) -> openai.AsyncAzureOpenAI:
-    if settings.api_key is None:
-        raise ConfigurationError("chat.provider=azure needs ONDATA_CHAT__API_KEY")
+    if settings.api_key is None or not settings.azure_endpoint:
+        raise ConfigurationError(
+            "chat.provider=azure needs ONDATA_CHAT__AZURE_ENDPOINT and ONDATA_CHAT__API_KEY"
+        )
     return openai.AsyncAzureOpenAI(
         azure_endpoint=settings.azure_endpoint,
         api_version=settings.api_version,
