@@ -17,6 +17,7 @@ Non-streaming answers always use compact numbering (``[doc1]`` is ``citations[0]
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -249,7 +250,9 @@ class AnswerService:
 
     async def _generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         if isinstance(self._model, ExtractiveAnswerer):
-            return await self._model.answer(grounding.intent[0], grounding.documents)
+            question = grounding.intent[0]
+            vector = await asyncio.to_thread(self._searcher.embed_query, question)
+            return await self._model.answer(question, grounding.documents, question_vector=vector)
         assert grounding.prompt is not None
         return await self._model.complete(grounding.prompt.messages, params=self._params(request))
 

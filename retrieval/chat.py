@@ -250,16 +250,30 @@ class ExtractiveAnswerer:
     def name(self) -> str:
         return EXTRACTIVE_MODEL_NAME
 
-    async def answer(self, question: str, documents: Sequence[ScoredChunk]) -> ChatResult:
-        """An answer from documents labelled [doc1].. in that order ("" if no sentence fits)."""
-        return await asyncio.to_thread(self.compose, question, documents)
+    async def answer(
+        self,
+        question: str,
+        documents: Sequence[ScoredChunk],
+        *,
+        question_vector: Vectors | None = None,
+    ) -> ChatResult:
+        """An answer from documents labelled [doc1].. in that order ("" if no sentence fits).
 
-    def compose(self, question: str, documents: Sequence[ScoredChunk]) -> ChatResult:
+        `question_vector`, when given, is the question's embedding (saves embedding it again).
+        """
+        return await asyncio.to_thread(self.compose, question, documents, question_vector)
+
+    def compose(
+        self,
+        question: str,
+        documents: Sequence[ScoredChunk],
+        question_vector: Vectors | None = None,
+    ) -> ChatResult:
         """The blocking body of `answer`."""
         candidates = candidate_sentences(documents, limit=self._max_candidates)
         if not candidates:
             return ChatResult(content="", model=self.name)
-        query = self._embedder.embed_query(question)
+        query = self._embedder.embed_query(question) if question_vector is None else question_vector
         scores = self._cache.embed(self._embedder, [s.text for s in candidates]) @ query
         picked = self._pick(candidates, scores)
         text = " ".join(_cited(s.text, s.doc) for s in picked)

@@ -37,6 +37,8 @@ hold the raw index score (cosine, BM25 or fused); ``rerank_score`` holds the rel
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -45,13 +47,14 @@ import numpy as np
 
 from core.errors import InvalidRequestError
 from core.models import ScoredChunk, SparseVector
-from retrieval.embedders import Embedder
+from retrieval.embedders import Embedder, Vectors
 from retrieval.index import FusionMethod, IndexQuery, MetadataFilter, SearchMode, VectorIndex
 
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
 DEFAULT_STRICTNESS = 3
 MAX_QUERIES = 10
+QUERY_CACHE_SIZE = 512
 ABSOLUTE = {1: 0.0, 2: 0.10, 3: 0.20, 4: 0.30, 5: 0.40}
 RELATIVE = {1: 0.0, 2: 0.50, 3: 0.65, 4: 0.80, 5: 0.90}
 NEAR_DUPLICATE_JACCARD = 0.9
@@ -135,6 +138,26 @@ class Searcher:
         self._fusion: FusionMethod = fusion
         self._prefetch_limit = prefetch_limit
         self._overfetch = overfetch
+        self._query_vectors: OrderedDict[str, Vectors] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def embed_query(self, text: str) -> Vectors:
+        """The query's dense vector, remembered for the next few hundred queries (blocking).
+
+        The extractive answerer scores sentences against the same query, and repeated
+        questions are common, so this saves the dominant cost of a query.
+        """
+        with self._cache_lock:
+            vector = self._query_vectors.get(text)
+            if vector is not None:
+                self._query_vectors.move_to_end(text)
+                return vector
+        vector = self._embedder.embed_query(text)
+        with self._cache_lock:
+            self._query_vectors[text] = vector
+            if len(self._query_vectors) > QUERY_CACHE_SIZE:
+                self._query_vectors.popitem(last=False)
+        return vector
 
     async def search(self, request: SearchRequest) -> SearchResult:
         """Run every query concurrently, merge (best score per chunk), cut, and return."""
@@ -148,7 +171,7 @@ class Searcher:
 
     def run_query(self, index: VectorIndex, query: str, request: SearchRequest) -> list[_Hit]:
         """One query against the index (blocking), with each hit's strictness verdict."""
-        dense = self._embedder.embed_query(query) if request.mode != "keyword" else None
+        dense = self.embed_query(query) if request.mode != "keyword" else None
         sparse = self._sparse.encode_query(query) if request.mode != "vector" else None
         hits = index.query(self._index_query(request, request.mode, dense, sparse))
         strictness = request.strictness
