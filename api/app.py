@@ -1,0 +1,82 @@
+"""The FastAPI application: `create_app(settings)`; the lifespan builds the services once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_body, install_error_handlers
+from api.routes import chat, health, models, search
+from api.services import open_services
+from core.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ondata API; clients (embedder, indexes, chat model) live as long as the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            yield
+        app.state.services = None
+
+    app = FastAPI(
+        title="ondata",
+        summary="Answers from your documents, with citations (Azure OpenAI On Your Data API).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (chat, search, models, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
+    return app
+
+
+class BodySizeLimit:
+    """Rejects request bodies over `max_bytes` with 413, declared (Content-Length) or streamed."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large_response(self.max_bytes)(scope, receive, send)
+            return
+        await self.app(scope, self._counting(receive), send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                # FastAPI re-raises HTTPException from body reading; the handler renders it.
+                raise HTTPException(413, _too_large_message(self.max_bytes))
+            return message
+
+        return counted
+
+
+def _too_large_message(max_bytes: int) -> str:
+    return f"The request body is larger than {max_bytes} bytes (ONDATA_API__MAX_REQUEST_BYTES)."
+
+
+def _too_large_response(max_bytes: int) -> JSONResponse:
+    body = error_body(
+        _too_large_message(max_bytes), type_="invalid_request_error", code="request_too_large"
+    )
+    return JSONResponse(body, status_code=413)

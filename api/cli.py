@@ -1,0 +1,68 @@
+"""CLI commands of the API package: `ondata serve` and `ondata ask`.
+
+Heavy imports happen inside the commands, so registering them keeps `ondata` quick to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from pydantic import ValidationError
+
+from core.errors import OndataError
+from core.settings import load_settings
+
+
+def serve(
+    host: str = typer.Option(None, "--host", help="Interface to listen on [default: 127.0.0.1]."),
+    port: int = typer.Option(None, "--port", min=0, max=65535, help="Port [default: 8000]."),
+) -> None:
+    """Serve the OpenAI-compatible API (chat completions with data_sources, search, models)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = load_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=settings.api.port if port is None else port,
+        log_level="info",
+    )
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question to answer from the index."),
+    index: str = typer.Option(None, "--index", help="Index name [default: settings default]."),
+    stream: bool = typer.Option(False, "--stream", help="Print the answer as it is written."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the chat.completion (or, with --stream, each chunk) as JSON."
+    ),
+    top: int = typer.Option(5, "--top", min=1, max=20, help="top_n_documents"),
+    strictness: int = typer.Option(3, "--strictness", min=1, max=5),
+) -> None:
+    """Answer a question from an index, in-process, and print the answer and its citations."""
+    from api.ask import ask_body, run_ask
+
+    settings = load_settings()
+    try:
+        body = ask_body(
+            question,
+            index=index or settings.default_index,
+            stream=stream,
+            top=top,
+            strictness=strictness,
+        )
+        asyncio.run(run_ask(settings, body, as_json=as_json))
+    except OndataError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except ValidationError as exc:
+        typer.echo(f"error: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("ask")(ask)

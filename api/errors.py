@@ -1,0 +1,95 @@
+"""One place that renders every failure as OpenAI's `{"error": {message, type, param, code}}`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from api.schemas import ErrorBody, ErrorDetail
+from core.errors import ChatModelRateLimitError, OndataError
+
+logger = logging.getLogger(__name__)
+
+_HTTP_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def error_body(
+    message: str, *, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error object as a dict (also sent inside a failing SSE stream)."""
+    detail = ErrorDetail(message=message, type=type_, param=param, code=code)
+    return ErrorBody(error=detail).model_dump()
+
+
+def ondata_error_body(exc: OndataError) -> dict[str, Any]:
+    return error_body(exc.message, type_=exc.error_type, param=exc.param, code=exc.code)
+
+
+def ondata_error_response(exc: OndataError) -> JSONResponse:
+    """The HTTP response for a domain error, with Retry-After on rate limits."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, ChatModelRateLimitError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
+    return JSONResponse(ondata_error_body(exc), status_code=exc.status_code, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """The first problem, worded for a human, and the dotted path to the field at fault."""
+    first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON.", None
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    return (f"{param}: {message}" if param else message), param
+
+
+async def _on_ondata_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OndataError)
+    if exc.status_code >= 500:
+        logger.warning("request failed: %s (%s)", exc.message, type(exc).__name__)
+    return ondata_error_response(exc)
+
+
+async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    message, param = _validation_message(exc)
+    body = error_body(message, type_="invalid_request_error", param=param, code="invalid_request")
+    return JSONResponse(body, status_code=400)
+
+
+async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
+    if exc.status_code >= 500:
+        type_ = "server_error"
+    body = error_body(str(exc.detail), type_=type_, code=_HTTP_CODES.get(exc.status_code))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    body = error_body("The server had an error processing the request.", type_="server_error")
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception through the OpenAI error shape."""
+    app.add_exception_handler(OndataError, _on_ondata_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

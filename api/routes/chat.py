@@ -1,0 +1,119 @@
+"""POST /v1/chat/completions and the Azure OpenAI deployment route that does the same."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+
+from api.convert import (
+    answer_request,
+    chat_messages,
+    chat_params,
+    grounded_completion,
+    included_contexts,
+    plain_completion,
+)
+from api.deps import AnswersDep, SettingsDep, require_api_key
+from api.schemas import ChatCompletion, ChatCompletionRequest
+from api.streaming import ChunkHead, grounded_frames, open_stream, plain_frames
+from core.errors import ChatModelNotConfiguredError, RequestTooLargeError
+from core.settings import Settings
+from retrieval.answer import AnswerService
+from retrieval.chat import ChatModel
+from retrieval.prompts import count_tokens, message_tokens
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["chat"])
+
+# Grounded streams hold back the context chunk and the first content chunk, plain streams
+# their first chunk, so upstream failures before any text still get a proper HTTP status.
+GROUNDED_PREFETCH = 2
+PLAIN_PREFETCH = 1
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def chat_completions(
+    body: ChatCompletionRequest, answers: AnswersDep, settings: SettingsDep
+) -> Response:
+    """OpenAI chat completions; with `data_sources`, a grounded answer with citations."""
+    return await _complete(body, answers=answers, settings=settings)
+
+
+@router.post("/openai/deployments/{deployment}/chat/completions", response_model=ChatCompletion)
+async def azure_chat_completions(
+    deployment: str,
+    body: ChatCompletionRequest,
+    answers: AnswersDep,
+    settings: SettingsDep,
+    api_version: Annotated[str | None, Query(alias="api-version")] = None,
+) -> Response:
+    """The Azure OpenAI path, so `AzureOpenAI` clients work unchanged (deployment = model)."""
+    if body.model is None:
+        body = body.model_copy(update={"model": deployment})
+    return await _complete(body, answers=answers, settings=settings)
+
+
+async def _complete(
+    body: ChatCompletionRequest, *, answers: AnswerService, settings: Settings
+) -> Response:
+    if len(body.messages) > settings.api.max_messages:
+        raise RequestTooLargeError(
+            f"{len(body.messages)} messages; at most {settings.api.max_messages} are accepted",
+            param="messages",
+        )
+    if body.data_sources:
+        return await _grounded(body, answers)
+    model = answers.chat_model
+    if model is None:
+        raise ChatModelNotConfiguredError(
+            "No chat model is configured, so a request needs data_sources (the built-in "
+            "extractive answerer only answers from an index). Set ONDATA_CHAT__PROVIDER "
+            "to use a chat model without data_sources.",
+            param="data_sources",
+        )
+    return await _plain(body, model)
+
+
+def _ids() -> tuple[str, int]:
+    return f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+
+def _wants_usage(body: ChatCompletionRequest) -> bool:
+    return body.stream_options is not None and body.stream_options.include_usage
+
+
+async def _grounded(body: ChatCompletionRequest, answers: AnswerService) -> Response:
+    request = answer_request(body)
+    include = included_contexts(body)
+    id_, created = _ids()
+    if not body.stream:
+        answer = await answers.answer(request)
+        completion = grounded_completion(answer, include=include, id_=id_, created=created)
+        return JSONResponse(completion.model_dump(exclude_none=True))
+    frames = grounded_frames(
+        answers.stream(request),
+        head=ChunkHead(id_, created, answers.model_name),
+        include=include,
+        include_usage=_wants_usage(body),
+    )
+    return await open_stream(frames, prefetch=GROUNDED_PREFETCH)
+
+
+async def _plain(body: ChatCompletionRequest, model: ChatModel) -> Response:
+    messages, params = chat_messages(body.messages), chat_params(body)
+    id_, created = _ids()
+    if not body.stream:
+        result = await model.complete(messages, params=params)
+        completion = plain_completion(result, id_=id_, created=created)
+        return JSONResponse(completion.model_dump(exclude_none=True))
+    frames = plain_frames(
+        model.stream(messages, params=params),
+        head=ChunkHead(id_, created, model.name),
+        include_usage=_wants_usage(body),
+        prompt_tokens=message_tokens(messages, model=model.name),
+        count_tokens=lambda text: count_tokens(text, model=model.name),
+    )
+    return await open_stream(frames, prefetch=PLAIN_PREFETCH)

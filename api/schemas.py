@@ -1,0 +1,271 @@
+"""Wire models of the HTTP API: OpenAI chat completions plus Azure "On Your Data" data_sources.
+
+Request models forbid unknown fields so a typo is a 400 that names it, not a silently
+ignored option. Response models follow the OpenAI / Azure OYD shapes field for field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from retrieval.search import MAX_QUERIES, MAX_TOP_N
+
+QueryType = Literal[
+    "simple", "vector", "vector_simple_hybrid", "semantic", "vector_semantic_hybrid"
+]
+ContextPart = Literal["citations", "intent", "all_retrieved_documents"]
+
+
+def _default_contexts() -> list[ContextPart]:
+    return ["citations", "intent"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Request):
+    """One text part of a message whose content is a list (OpenAI content parts)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class RequestMessage(_Request):
+    """One conversation turn as the caller sends it.
+
+    An assistant turn may carry back the ``context`` an earlier answer returned (OYD clients
+    echo it); it is accepted and not used.
+    """
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    context: dict[str, Any] | None = None
+    refusal: str | None = None
+
+    def text(self) -> str:
+        """The content as one string (text parts joined)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class DataSourceParameters(_Request):
+    """OYD data source parameters, same spellings as Azure's `azure_search` source.
+
+    endpoint, authentication, embedding_dependency, fields_mapping, semantic_configuration
+    and index_language only make sense for Azure AI Search: accepted (so existing OYD
+    requests work unchanged) and ignored.
+    """
+
+    index_name: str = Field(min_length=1, max_length=128)
+    top_n_documents: int = Field(default=5, ge=1, le=MAX_TOP_N)
+    strictness: int = Field(default=3, ge=1, le=5)
+    in_scope: bool = True
+    role_information: str | None = Field(default=None, max_length=4000)
+    query_type: QueryType | None = None
+    filter: str | None = Field(default=None, max_length=4000)
+    include_contexts: list[ContextPart] = Field(default_factory=_default_contexts)
+    max_search_queries: int | None = Field(default=None, ge=1, le=MAX_QUERIES)
+    allow_partial_result: bool = False
+    endpoint: str | None = None
+    authentication: dict[str, Any] | None = None
+    embedding_dependency: dict[str, Any] | None = None
+    fields_mapping: dict[str, Any] | None = None
+    semantic_configuration: str | None = None
+    index_language: str | None = None
+
+
+class DataSource(_Request):
+    """One OYD data source: type `ondata` (or `azure_search` naming one of our indexes)."""
+
+    type: Literal["ondata", "azure_search"]
+    parameters: DataSourceParameters
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Request):
+    """POST /v1/chat/completions: the OpenAI request plus OYD data_sources."""
+
+    messages: list[RequestMessage] = Field(min_length=1)
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    user: str | None = None
+    n: int = 1
+    data_sources: list[DataSource] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _single_choice(cls, n: int) -> int:
+        if n != 1:
+            raise ValueError("only n=1 is supported")
+        return n
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stop
+
+    @field_validator("data_sources")
+    @classmethod
+    def _exactly_one_source(cls, sources: list[DataSource] | None) -> list[DataSource] | None:
+        if sources is not None and len(sources) != 1:
+            raise ValueError("exactly one data source is supported")
+        return sources
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def response_token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class SearchRequestBody(_Request):
+    """POST /v1/search: retrieval only."""
+
+    index_name: str = Field(min_length=1, max_length=128)
+    query: str = Field(min_length=1, max_length=8000)
+    top_n_documents: int = Field(default=5, ge=1, le=MAX_TOP_N)
+    strictness: int = Field(default=3, ge=1, le=5)
+    query_type: QueryType | None = None
+    filter: str | None = Field(default=None, max_length=4000)
+
+
+# ---- responses ---------------------------------------------------------------------------
+
+
+class CitationOut(BaseModel):
+    """OYD citation, plus our doc_id and page."""
+
+    content: str
+    title: str | None = None
+    url: str | None = None
+    filepath: str | None = None
+    chunk_id: str
+    doc_id: str
+    page: int | None = None
+
+
+class RetrievedDocumentOut(CitationOut):
+    """OYD all_retrieved_documents entry."""
+
+    search_queries: list[str]
+    data_source_index: int = 0
+    original_search_score: float | None = None
+    rerank_score: float | None = None
+    filter_reason: str | None = None
+
+
+class MessageContext(BaseModel):
+    """OYD message context; intent is a JSON-encoded list of queries, as Azure sends it."""
+
+    citations: list[CitationOut] | None = None
+    intent: str | None = None
+    all_retrieved_documents: list[RetrievedDocumentOut] | None = None
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: str | None = None
+    context: MessageContext | None = None
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str = "stop"
+    logprobs: None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    context: MessageContext | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class SearchResultOut(CitationOut):
+    score: float
+    original_search_score: float | None = None
+    section: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchResponse(BaseModel):
+    object: Literal["list"] = "list"
+    results: list[SearchResultOut]
+    search_queries: list[str]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "ondata"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
