@@ -329,7 +329,11 @@ class QdrantEdgeIndex:
             else:
                 shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
         index = cls(shard, path=path, dimension=dimension)
-        index._ensure_payload_indexes(metadata_keys)
+        try:
+            index._ensure_payload_indexes(metadata_keys)
+        except Exception:
+            index.close()  # release the directory lock, or the next open fails
+            raise
         return index
 
     def _ensure_payload_indexes(self, metadata_keys: Sequence[str]) -> None:
