@@ -1,0 +1,267 @@
+"""What kind of file is this, and how are its bytes decoded: extension plus content sniffing."""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+import zipfile
+from enum import StrEnum
+from pathlib import Path
+
+from charset_normalizer import from_bytes
+
+from core.errors import (
+    DamagedDocumentError,
+    DocumentParseError,
+    EncryptedDocumentError,
+    UnsupportedFileTypeError,
+)
+
+logger = logging.getLogger(__name__)
+
+SNIFF_BYTES = 8192
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGIC = b"PK\x03\x04"
+_HTML_RE = re.compile(rb"^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.IGNORECASE)
+_META_CHARSET_RE = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+class FileType(StrEnum):
+    """The formats ondata parses; the value is the canonical extension without the dot."""
+
+    PDF = "pdf"
+    DOCX = "docx"
+    PPTX = "pptx"
+    XLSX = "xlsx"
+    HTML = "html"
+    MD = "md"
+    TXT = "txt"
+    CSV = "csv"
+    TSV = "tsv"
+    EML = "eml"
+    EPUB = "epub"
+    RTF = "rtf"
+    ODT = "odt"
+
+
+EXTENSIONS: dict[str, FileType] = {
+    ".pdf": FileType.PDF,
+    ".docx": FileType.DOCX,
+    ".pptx": FileType.PPTX,
+    ".xlsx": FileType.XLSX,
+    ".html": FileType.HTML,
+    ".htm": FileType.HTML,
+    ".md": FileType.MD,
+    ".markdown": FileType.MD,
+    ".txt": FileType.TXT,
+    ".csv": FileType.CSV,
+    ".tsv": FileType.TSV,
+    ".eml": FileType.EML,
+    ".epub": FileType.EPUB,
+    ".rtf": FileType.RTF,
+    ".odt": FileType.ODT,
+}
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(EXTENSIONS)
+
+_OOXML_MAIN_PART = {
+    FileType.DOCX: "word/document.xml",
+    FileType.PPTX: "ppt/presentation.xml",
+    FileType.XLSX: "xl/workbook.xml",
+}
+_ZIP_MIMETYPES = {
+    b"application/epub+zip": FileType.EPUB,
+    b"application/vnd.oasis.opendocument.text": FileType.ODT,
+}
+_ZIP_TYPES = frozenset({*_OOXML_MAIN_PART, FileType.EPUB, FileType.ODT})
+_TEXT_TYPES = frozenset(
+    {FileType.HTML, FileType.MD, FileType.TXT, FileType.CSV, FileType.TSV, FileType.EML}
+)
+_LIBMAGIC_TYPES = {
+    "application/pdf": FileType.PDF,
+    "text/html": FileType.HTML,
+    "text/plain": FileType.TXT,
+    "text/csv": FileType.CSV,
+    "text/markdown": FileType.MD,
+    "message/rfc822": FileType.EML,
+    "text/rtf": FileType.RTF,
+    "application/rtf": FileType.RTF,
+    "application/epub+zip": FileType.EPUB,
+}
+
+
+def detect_file_type(path: Path) -> FileType:
+    """The file's type from its extension, corrected by what its first bytes say it is.
+
+    Raises UnsupportedFileTypeError naming the type when it is none ondata parses.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    sniffed = _sniff_magic(path, head)
+    claimed = EXTENSIONS.get(path.suffix.lower())
+    if claimed is None:
+        found = sniffed or _sniff_text(head)
+        if found is None:
+            raise UnsupportedFileTypeError(_unsupported_message(path, head))
+        return found
+    if sniffed is not None and sniffed != claimed and _content_wins(claimed, sniffed):
+        logger.warning(
+            "%s looks like %s, not %s; parsing it as %s", path.name, sniffed, claimed, sniffed
+        )
+        return sniffed
+    return claimed
+
+
+def _sniff_magic(path: Path, head: bytes) -> FileType | None:
+    """A type from unambiguous magic bytes, or None."""
+    if b"%PDF-" in head[:1024]:
+        return FileType.PDF
+    if head.startswith(_ZIP_MAGIC):
+        return _sniff_zip(path)
+    if head.startswith(b"{\\rtf"):
+        return FileType.RTF
+    if _HTML_RE.match(_strip_bom(head)):
+        return FileType.HTML
+    return None
+
+
+def _sniff_zip(path: Path) -> FileType | None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            mimetype = zf.read("mimetype").strip() if "mimetype" in names else b""
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return None
+    for file_type, part in _OOXML_MAIN_PART.items():
+        if part in names:
+            return file_type
+    return _ZIP_MIMETYPES.get(mimetype)
+
+
+def _sniff_text(head: bytes) -> FileType | None:
+    """For files without a known extension: libmagic's word on text-like content."""
+    if not head.strip() or head.startswith(_OLE2_MAGIC):
+        return None
+    return _LIBMAGIC_TYPES.get(_libmagic_mime(head))
+
+
+def _content_wins(claimed: FileType, sniffed: FileType) -> bool:
+    """Content overrides the extension only where the extension cannot be right.
+
+    A .txt or .md holding HTML markup is still fine as text; a .txt that is a PDF is not.
+    """
+    if claimed in _TEXT_TYPES:
+        return sniffed not in _TEXT_TYPES
+    return True
+
+
+def _unsupported_message(path: Path, head: bytes) -> str:
+    suffix = path.suffix.lower() or "no extension"
+    mime = _libmagic_mime(head) if head else "empty"
+    return f"unsupported file type: {path.name} ({suffix}, {mime})"
+
+
+def _libmagic_mime(head: bytes) -> str:
+    try:
+        import magic
+    except ImportError:  # libmagic is not installed: name the type generically
+        return "application/octet-stream"
+    try:
+        return str(magic.from_buffer(head, mime=True))
+    except magic.MagicException:
+        return "application/octet-stream"
+
+
+def check_office_container(path: Path, file_type: FileType) -> None:
+    """Fail with a clear reason when an Office/ODF/EPUB file is encrypted or not a valid package."""
+    if file_type not in _ZIP_TYPES:
+        return
+    label = file_type.value.upper()
+    with path.open("rb") as fh:
+        head = fh.read(len(_OLE2_MAGIC))
+    if head.startswith(_OLE2_MAGIC):
+        if _is_encrypted_ole(path):
+            raise EncryptedDocumentError(f"password-protected {label}")
+        raise DamagedDocumentError(
+            f"malformed {label}: a legacy binary Office file, not a ZIP package"
+        )
+    if not zipfile.is_zipfile(path):
+        raise DamagedDocumentError(f"malformed {label}: not a ZIP package")
+    _check_zip_members(path, file_type, label)
+
+
+def _check_zip_members(path: Path, file_type: FileType, label: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            broken = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DamagedDocumentError(f"malformed {label}: {exc}") from exc
+    if broken is not None:
+        raise DamagedDocumentError(f"malformed {label}: corrupt member {broken}")
+    part = _OOXML_MAIN_PART.get(file_type)
+    if part is not None and part not in names:
+        raise DamagedDocumentError(f"malformed {label}: {part} is missing")
+
+
+def _is_encrypted_ole(path: Path) -> bool:
+    try:
+        import msoffcrypto
+
+        with path.open("rb") as fh:
+            return bool(msoffcrypto.OfficeFile(fh).is_encrypted())
+    except Exception:  # msoffcrypto raises bare Exceptions for files it does not know
+        return False
+
+
+def decode_text(data: bytes, *, file_type: FileType | None = None) -> tuple[str, str]:
+    """Text and the encoding it was read with: BOM, then UTF-8, then a declared HTML charset,
+    then detection (preferring cp1252 among equally plausible single-byte code pages)."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data.decode(encoding), encoding
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    declared = _declared_charset(data) if file_type is FileType.HTML else None
+    for encoding in filter(None, (declared, _detect_encoding(data))):
+        try:
+            return data.decode(encoding), encoding
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise DocumentParseError("undecodable text: not UTF-8/UTF-16 and no plausible legacy encoding")
+
+
+def _declared_charset(data: bytes) -> str | None:
+    match = _META_CHARSET_RE.search(data[:SNIFF_BYTES])
+    return match.group(1).decode("ascii") if match else None
+
+
+def _detect_encoding(data: bytes) -> str | None:
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return None
+    # Short Western texts (umlauts, accents) fit several code pages equally well; charset
+    # detection then picks one arbitrarily (often cp1250, which turns è into č). Prefer cp1252.
+    for match in matches:
+        if match.chaos <= best.chaos + 0.01 and "cp1252" in match.could_be_from_charset:
+            return "cp1252"
+    return str(best.encoding)
+
+
+def _strip_bom(head: bytes) -> bytes:
+    for bom, _ in _BOMS:
+        if head.startswith(bom):
+            return head[len(bom) :]
+    return head

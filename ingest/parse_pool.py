@@ -1,0 +1,276 @@
+"""Run parsers in reusable child processes that are killed when a file takes too long.
+
+Parsers can hang or crash inside C code (pdfminer on hostile PDFs, libxml2, tesseract), where
+no Python-level timeout reaches. A worker is a fresh interpreter (started with subprocess, so
+it is safe from threaded parents and never re-imports the caller's __main__), serves many
+files over a pipe, and is replaced only after it was killed or died. Each worker leads its own
+process group, so a kill also ends the tesseract/poppler/pandoc processes it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from importlib import import_module
+from multiprocessing.connection import Connection
+from typing import Any, Protocol, TypeVar
+
+from core.errors import DocumentParseError, ParseTimeoutError
+
+logger = logging.getLogger(__name__)
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+DEFAULT_STARTUP_TIMEOUT_S = 180.0
+_READY = "ready"
+_BOOT = (
+    "import sys; sys.path[:0] = sys.argv[4:]; "
+    "from ingest.parse_pool import serve; serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])"
+)
+
+
+class ParseRunner(Protocol):
+    """Runs one parse job: `func(arg)`, within `timeout_s` where the runner can enforce it."""
+
+    def run(self, func: Callable[[A], R], arg: A, *, timeout_s: float) -> R: ...
+
+
+class InlineParseRunner:
+    """Runs jobs in the calling process: no isolation, no timeout (tests of pure mapping, tools)."""
+
+    def run(self, func: Callable[[A], R], arg: A, *, timeout_s: float) -> R:
+        return func(arg)
+
+
+class ParserPool:
+    """Up to `max_workers` reusable worker processes; callers from many threads share them.
+
+    A job that outlives `timeout_s` has its worker killed and raises ParseTimeoutError; a
+    worker that dies raises DocumentParseError. Either way the next job gets a fresh worker.
+    `warmup` ("module:function") runs once in each new worker before it takes jobs (imports,
+    model loading) and is not counted against the per-file timeout. Workers are recycled after
+    `max_jobs` jobs to bound memory growth. Jobs (func, arg, result, exception) must pickle.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_workers: int = 1,
+        warmup: str = "",
+        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+        max_jobs: int = 500,
+    ) -> None:
+        self._warmup = warmup
+        self._startup_timeout_s = startup_timeout_s
+        self._max_jobs = max_jobs
+        self._slots = threading.BoundedSemaphore(max_workers)
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._closed = False
+
+    def run(self, func: Callable[[A], R], arg: A, *, timeout_s: float) -> R:
+        """`func(arg)` in a worker, or ParseTimeoutError after `timeout_s` seconds."""
+        with self._slots:
+            worker = self._checkout()
+            try:
+                result = worker.call(func, arg, timeout_s=timeout_s)
+            except _JobFailed as failed:
+                self._checkin(worker)
+                raise failed.error from None
+            except BaseException:
+                self._discard(worker)
+                raise
+            self._checkin(worker)
+            return result
+
+    def close(self) -> None:
+        """Stop every worker; later calls to run raise."""
+        with self._lock:
+            self._closed = True
+            workers = self._idle + list(self._busy)
+            self._idle.clear()
+        for worker in workers:
+            worker.stop()
+
+    def __enter__(self) -> ParserPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _checkout(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("ParserPool is closed")
+            worker = self._idle.pop() if self._idle else None
+        if worker is None or not worker.alive:
+            if worker is not None:
+                worker.kill()
+            worker = _Worker(self._warmup, startup_timeout_s=self._startup_timeout_s)
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _checkin(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if not self._closed and worker.jobs < self._max_jobs:
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    def _discard(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+        worker.kill()
+
+
+class _JobFailed(Exception):
+    """The job raised inside a healthy worker; carries the job's own exception."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Worker:
+    """One child interpreter and the two pipes to it."""
+
+    def __init__(self, warmup: str, *, startup_timeout_s: float) -> None:
+        child_reads, parent_writes = os.pipe()
+        parent_reads, child_writes = os.pipe()
+        started = time.monotonic()
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        command = [sys.executable, "-c", _BOOT, str(child_reads), str(child_writes), warmup, *paths]
+        self.process = subprocess.Popen(
+            command,
+            pass_fds=(child_reads, child_writes),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        os.close(child_reads)
+        os.close(child_writes)
+        self._out = Connection(parent_writes, readable=False)
+        self._in = Connection(parent_reads, writable=False)
+        self.jobs = 0
+        self._await_ready(startup_timeout_s)
+        logger.info(
+            "parser worker pid=%d ready in %.1fs", self.process.pid, time.monotonic() - started
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def call(self, func: Callable[[A], R], arg: A, *, timeout_s: float) -> R:
+        self.jobs += 1
+        try:
+            self._out.send_bytes(pickle.dumps((func, arg)))
+        except OSError as exc:
+            raise DocumentParseError(
+                f"parser process died (exit code {self.process.poll()})"
+            ) from exc
+        if not self._in.poll(timeout_s):
+            raise ParseTimeoutError(
+                f"parsing took longer than {timeout_s:g}s (ingest.file_timeout_s)"
+            )
+        status, payload = self._receive()
+        if status == "error":
+            raise _JobFailed(payload)
+        return payload  # type: ignore[no-any-return]
+
+    def _await_ready(self, timeout_s: float) -> None:
+        if not self._in.poll(timeout_s):
+            self.kill()
+            raise DocumentParseError(f"parser worker did not start within {timeout_s:g}s")
+        status, payload = self._receive()
+        if status != _READY:
+            self.kill()
+            raise DocumentParseError(f"parser worker failed to start: {payload}")
+
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            message: tuple[str, Any] = pickle.loads(self._in.recv_bytes())
+        except (EOFError, OSError) as exc:
+            code = self.process.wait(timeout=5)
+            raise DocumentParseError(f"parser process died (exit code {code})") from exc
+        return message
+
+    def stop(self) -> None:
+        """Closing the pipe ends the worker's loop; kill it if it lingers."""
+        self._close_pipes()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill the worker and everything it started (its process group)."""
+        self._close_pipes()
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def _close_pipes(self) -> None:
+        self._out.close()
+        self._in.close()
+
+
+def serve(in_fd: int, out_fd: int, warmup: str) -> None:
+    """Worker main: warm up, then answer pickled (func, arg) jobs until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; it kills us
+    _watch_parent(os.getppid())
+    jobs, results = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
+    try:
+        if warmup:
+            module, _, name = warmup.partition(":")
+            getattr(import_module(module), name)()
+    except BaseException as exc:
+        results.send_bytes(pickle.dumps(("failed", f"{type(exc).__name__}: {exc}")))
+        return
+    results.send_bytes(pickle.dumps((_READY, None)))
+    while True:
+        try:
+            func, arg = pickle.loads(jobs.recv_bytes())
+        except (EOFError, OSError):
+            return
+        results.send_bytes(_outcome(func, arg))
+
+
+def _outcome(func: Callable[[Any], Any], arg: Any) -> bytes:
+    """The pickled ("ok", result) or ("error", exception) of one job."""
+    try:
+        result: tuple[str, Any] = ("ok", func(arg))
+    except Exception as exc:
+        result = ("error", exc)
+    try:
+        data = pickle.dumps(result)
+        if result[0] == "error":
+            pickle.loads(data)  # some exceptions pickle but cannot be rebuilt on the other side
+        return data
+    except Exception as exc:  # a result or exception that cannot cross the pipe
+        reason = result[1] if result[0] == "error" else exc
+        error = DocumentParseError(f"parser failed: {type(reason).__name__}: {reason}")
+        return pickle.dumps(("error", error))
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the parent goes away, even while the main thread is stuck in a parser."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
