@@ -138,6 +138,25 @@ class EmbeddingError(OndataError):
     code = "embedding_failed"
 
 
+class EmbeddingRateLimitError(EmbeddingError):
+    """The remote embedding backend is rate limiting us."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EmbeddingModelError(EmbeddingError):
+    """The local embedding model is missing, unusable or could not be exported to ONNX."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "embedding_model_unavailable"
+
+
 class IndexBackendError(OndataError):
     """The vector index engine failed."""
 

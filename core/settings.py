@@ -20,6 +20,11 @@ class EmbeddingSettings(BaseModel):
     dimensions: int | None = None
     batch_size: int = Field(default=64, ge=1, le=2048)
     max_seq_length: int = Field(default=256, ge=8, le=8192)
+    # Remote (openai backend) only.
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    # Local backends: CPU threads for one embedding call (None: all cores this process may use).
+    threads: int | None = Field(default=None, ge=1, le=256)
 
     @model_validator(mode="after")
     def _remote_needs_model(self) -> EmbeddingSettings:
