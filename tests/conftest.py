@@ -10,6 +10,9 @@ from core.settings import Settings, configure_offline_environment
 
 configure_offline_environment()
 
+# Fixtures `openai_fake` / `openai_fake_server`: a loopback OpenAI-compatible server.
+pytest_plugins = ["tests.fakes.plugin"]
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
