@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -165,7 +165,7 @@ def translated(exc: openai.OpenAIError, *, model: str) -> ChatModelError:
     if isinstance(exc, openai.RateLimitError):
         return ChatModelRateLimitError(
             f"chat model {model} is rate limiting requests",
-            retry_after=_retry_after(exc.response.headers.get("retry-after")),
+            retry_after=_retry_after(exc.response.headers),
         )
     if isinstance(exc, openai.APIStatusError):
         return ChatModelError(
@@ -176,11 +176,14 @@ def translated(exc: openai.OpenAIError, *, model: str) -> ChatModelError:
     return ChatModelError(f"chat model {model} failed: {exc}")
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from Retry-After-Ms or Retry-After (seconds); None if absent or a date."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return max(float(headers[name]) / divisor, 0.0)
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 # --- the extractive answerer -------------------------------------------------------------

@@ -254,11 +254,15 @@ def merged(runs: Sequence[Sequence[_Hit]]) -> list[_Hit]:
 
 
 def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
-    """Drop a hit whose text repeats a better one (same hash, or near-identical words)."""
+    """Drop a hit whose text repeats a better one (same hash, or near-identical words).
+
+    Of two copies the one that passes strictness wins, then the better ranked; the result
+    stays in rank order.
+    """
     kept: list[_Hit] = []
     hashes: set[str] = set()
     words: list[set[str]] = []
-    for hit in hits:
+    for hit in sorted(hits, key=lambda h: (h.passes, h.rank), reverse=True):
         chunk = hit.scored.chunk
         bag = set(chunk.content.lower().split())
         if chunk.content_hash in hashes or any(
@@ -268,7 +272,7 @@ def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
         hashes.add(chunk.content_hash)
         words.append(bag)
         kept.append(hit)
-    return kept
+    return sorted(kept, key=lambda h: h.rank, reverse=True)
 
 
 def cut(

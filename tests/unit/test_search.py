@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import IndexNotFoundError, InvalidRequestError
+from core.models import Chunk, ScoredChunk
 from retrieval.embedders import Embedder
 from retrieval.index import MetadataFilter, QdrantEdgeIndex, SearchMode
-from retrieval.search import Searcher, SearchRequest, SearchResult, with_acl
+from retrieval.search import Searcher, SearchRequest, SearchResult, _Hit, deduplicated, with_acl
 from tests.unit.retrieval_corpus import build_index, bundled_embedder, corpus_chunks, make_searcher
 
 MODES: list[SearchMode] = ["vector", "keyword", "hybrid"]
@@ -179,3 +180,29 @@ def test_search_request_rejects_out_of_range_parameters(field: str, value: objec
 def test_search_request_rejects_blank_queries() -> None:
     with pytest.raises(InvalidRequestError):
         SearchRequest(queries=("  ",), index_name="handbook")
+
+
+def _hit(chunk_id: str, content: str, *, rank: float, passes: bool) -> _Hit:
+    chunk = Chunk(
+        chunk_id=chunk_id,
+        doc_id=chunk_id,
+        chunk_index=0,
+        content=content,
+        embed_text=content,
+        title="t",
+        content_hash=chunk_id,
+    )
+    return _Hit(scored=ScoredChunk(chunk=chunk, score=rank), rank=rank, passes=passes)
+
+
+def test_deduplicated_keeps_the_copy_that_passes_strictness_in_rank_order() -> None:
+    text = (
+        "Hotels may be booked up to 180 euros per night in capital cities and 120 euros "
+        "elsewhere. Breakfast is included in the hotel allowance for every employee."
+    )
+    hits = [
+        _hit("near", text.replace("may", "can"), rank=0.9, passes=False),
+        _hit("exact", text, rank=0.8, passes=True),
+        _hit("other", "Trains are first class on long journeys", rank=0.85, passes=True),
+    ]
+    assert [h.scored.chunk.chunk_id for h in deduplicated(hits)] == ["other", "exact"]
