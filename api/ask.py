@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 
@@ -49,7 +50,7 @@ async def run_ask(settings: Settings, body: ChatCompletionRequest, *, as_json: b
         typer.echo(completion.model_dump_json(exclude_none=True, indent=2))
         return
     typer.echo(answer.content)
-    _echo_citations(answer.citations)
+    _echo_citations(_numbered(answer.citations))
 
 
 async def _ask_streaming(services: Services, request: AnswerRequest) -> None:
@@ -63,7 +64,7 @@ async def _ask_streaming(services: Services, request: AnswerRequest) -> None:
             typer.echo(event.content, nl=False)
     text = "".join(written)
     typer.echo("")
-    _echo_citations(_cited(candidates, text), numbers=_numbers(text))
+    _echo_citations(_cited(candidates, text))
 
 
 async def _echo_chunks(
@@ -78,20 +79,93 @@ async def _echo_chunks(
             typer.echo(payload.decode())
 
 
-def _numbers(text: str) -> list[int]:
-    return sorted({int(n) for n in _MARKER.findall(text)})
+def _cited(candidates: Sequence[Citation], text: str) -> list[tuple[int, Citation]]:
+    """(marker number, citation) for each distinct [docN] in the text that names a candidate."""
+    numbers = sorted({int(n) for n in _MARKER.findall(text)})
+    return [(n, candidates[n - 1]) for n in numbers if 0 < n <= len(candidates)]
 
 
-def _cited(candidates: Sequence[Citation], text: str) -> list[Citation]:
-    return [candidates[n - 1] for n in _numbers(text) if 0 < n <= len(candidates)]
-
-
-def _echo_citations(citations: Sequence[Citation], *, numbers: Sequence[int] | None = None) -> None:
-    if not citations:
+def _echo_citations(cited: Sequence[tuple[int, Citation]]) -> None:
+    if not cited:
         return
     typer.echo("\nCitations:")
-    labels = numbers or range(1, len(citations) + 1)
-    for n, citation in zip(labels, citations, strict=False):
+    for n, citation in cited:
         where = citation.filepath or citation.url or citation.doc_id
         page = f" p.{citation.page}" if citation.page else ""
         typer.echo(f"  [doc{n}] {citation.title or where} ({where}{page})")
+
+
+def _numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
+    return list(enumerate(citations, start=1))
+
+
+# ---- against a running server (`--url`) ------------------------------------------------------
+
+
+def run_ask_remote(url: str, body: ChatCompletionRequest, *, api_key: str, as_json: bool) -> None:
+    """The same question through `ondata serve` at url, with the official openai client."""
+    import openai
+
+    payload = body.model_dump(exclude_none=True, include={"messages", "data_sources"})
+    client = openai.OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=api_key, max_retries=0)
+    with client:
+        try:
+            if body.stream:
+                _remote_stream(client, payload, as_json=as_json)
+            else:
+                _remote_complete(client, payload, as_json=as_json)
+        except openai.APIStatusError as exc:
+            raise RemoteError(_remote_message(exc)) from exc
+        except openai.APIConnectionError as exc:
+            raise RemoteError(f"cannot reach {url}: {exc}") from exc
+
+
+class RemoteError(Exception):
+    """The server answered with an error, or could not be reached."""
+
+
+def _remote_message(exc: Any) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return f"{exc.status_code}: {body.get('message') or exc.message}"
+
+
+def _remote_complete(client: Any, payload: dict[str, Any], *, as_json: bool) -> None:
+    completion = client.chat.completions.create(
+        model="ondata", messages=payload["messages"], extra_body=_sources(payload)
+    )
+    if as_json:
+        typer.echo(completion.model_dump_json(indent=2))
+        return
+    message = completion.choices[0].message
+    typer.echo(message.content or "")
+    _echo_citations(_numbered(_citations((message.model_extra or {}).get("context"))))
+
+
+def _remote_stream(client: Any, payload: dict[str, Any], *, as_json: bool) -> None:
+    stream = client.chat.completions.create(
+        model="ondata", messages=payload["messages"], stream=True, extra_body=_sources(payload)
+    )
+    candidates: list[Citation] = []
+    written: list[str] = []
+    for chunk in stream:
+        if as_json:
+            typer.echo(chunk.model_dump_json())
+            continue
+        for choice in chunk.choices:
+            context = (choice.delta.model_extra or {}).get("context")
+            candidates = _citations(context) if context else candidates
+            written.append(choice.delta.content or "")
+            typer.echo(choice.delta.content or "", nl=False)
+    if not as_json:
+        typer.echo("")
+        _echo_citations(_cited(candidates, "".join(written)))
+
+
+def _sources(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"data_sources": payload["data_sources"]}
+
+
+def _citations(context: Any) -> list[Citation]:
+    if not isinstance(context, dict):
+        return []
+    return [Citation.model_validate(c) for c in context.get("citations") or []]

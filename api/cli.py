@@ -41,9 +41,16 @@ def ask(
     ),
     top: int = typer.Option(5, "--top", min=1, max=20, help="top_n_documents"),
     strictness: int = typer.Option(3, "--strictness", min=1, max=5),
+    url: str = typer.Option(
+        None, "--url", help="Ask a running `ondata serve` at this URL instead of in-process."
+    ),
 ) -> None:
-    """Answer a question from an index, in-process, and print the answer and its citations."""
-    from api.ask import ask_body, run_ask
+    """Answer a question from an index and print the answer and its citations.
+
+    In-process by default; with --url, through a running server (an embedded Qdrant Edge
+    index can only be open in one process, so use --url while `ondata serve` runs).
+    """
+    from api.ask import RemoteError, ask_body, run_ask, run_ask_remote
 
     settings = load_settings()
     try:
@@ -54,7 +61,14 @@ def ask(
             top=top,
             strictness=strictness,
         )
-        asyncio.run(run_ask(settings, body, as_json=as_json))
+        if url:
+            key = settings.api.api_key.get_secret_value() if settings.api.api_key else "unused"
+            run_ask_remote(url, body, api_key=key, as_json=as_json)
+        else:
+            asyncio.run(run_ask(settings, body, as_json=as_json))
+    except RemoteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except OndataError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from exc
