@@ -27,6 +27,10 @@ _HTML_RE = re.compile(rb"^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])
 _META_CHARSET_RE = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE
 )
+_COMMON_ENCODINGS = re.compile(
+    r"^(cp125\d|iso8859_\d+|latin_1|koi8_[ru]|cp866|shift_jis|cp932|euc_jp|euc_kr|cp949"
+    r"|gb2312|gbk|gb18030|big5|big5hkscs|tis_620|cp874)$"
+)
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -224,22 +228,33 @@ def _is_encrypted_ole(path: Path) -> bool:
 
 
 def decode_text(data: bytes, *, file_type: FileType | None = None) -> tuple[str, str]:
-    """Text and the encoding it was read with: BOM, then UTF-8, then a declared HTML charset,
-    then detection (preferring cp1252 among equally plausible single-byte code pages)."""
+    """Text and the encoding it was read with: BOM, UTF-16/32 without BOM, UTF-8, a declared
+    HTML charset, then detection (preferring cp1252 among equally plausible code pages)."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data.decode(encoding), encoding
+    if b"\x00" in data:
+        return _decode_wide(data)
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     declared = _declared_charset(data) if file_type is FileType.HTML else None
-    for encoding in filter(None, (declared, _detect_encoding(data))):
+    if declared:
         try:
-            return data.decode(encoding), encoding
+            return data.decode(declared), declared
         except (UnicodeDecodeError, LookupError):
-            continue
-    raise DocumentParseError("undecodable text: not UTF-8/UTF-16 and no plausible legacy encoding")
+            logger.info("declared charset %s does not fit; detecting", declared)
+    encoding = _detect_encoding(data)
+    return data.decode(encoding), encoding
+
+
+def _decode_wide(data: bytes) -> tuple[str, str]:
+    """UTF-16/32 without a BOM, or not text at all."""
+    best = from_bytes(data).best()
+    if best is not None and str(best.encoding).startswith(("utf_16", "utf_32")):
+        return str(best), str(best.encoding)
+    raise DocumentParseError("not text: the file holds binary data")
 
 
 def _declared_charset(data: bytes) -> str | None:
@@ -247,17 +262,24 @@ def _declared_charset(data: bytes) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _detect_encoding(data: bytes) -> str | None:
-    matches = from_bytes(data)
-    best = matches.best()
-    if best is None:
-        return None
-    # Short Western texts (umlauts, accents) fit several code pages equally well; charset
-    # detection then picks one arbitrarily (often cp1250, which turns è into č). Prefer cp1252.
-    for match in matches:
-        if match.chaos <= best.chaos + 0.01 and "cp1252" in match.could_be_from_charset:
-            return "cp1252"
-    return str(best.encoding)
+def _detect_encoding(data: bytes) -> str:
+    """The most plausible legacy encoding of non-UTF-8 bytes.
+
+    Short Western texts (umlauts, accents) fit many code pages equally well and detection then
+    picks one arbitrarily (cp1250, which turns è into č, or even cp1006). cp1252 wins whenever
+    it reads the bytes as cleanly as the best guess; an exotic guess falls back to cp1252.
+    """
+    best = from_bytes(data).best()
+    western = from_bytes(data, cp_isolation=["cp1252"]).best()
+    if western is not None and (best is None or western.chaos <= best.chaos + 0.05):
+        return "cp1252"
+    if best is not None and _COMMON_ENCODINGS.match(str(best.encoding)):
+        return str(best.encoding)
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
 
 
 def _strip_bom(head: bytes) -> bytes:

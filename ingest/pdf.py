@@ -7,6 +7,7 @@ and unstructured.pytesseract, and uses unstructured's text classifier for elemen
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -15,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from pdfminer.converter import PDFPageAggregator
 from pdfminer.layout import LAParams, LTChar, LTPage, LTTextContainer, LTTextLine
@@ -81,9 +82,10 @@ def extract_pdf(path: Path, *, ocr_languages: str) -> PdfContent:
     return PdfContent(blocks=blocks, title=title, page_count=pages, ocr_pages=ocr_pages)
 
 
-def _read_text_layer(source: Path | IO[bytes]) -> tuple[list[_TextBox], int, str | None]:
+def _read_text_layer(source: Path | BinaryIO) -> tuple[list[_TextBox], int, str | None]:
     """Text boxes with their page and font size, the page count and the /Title metadata."""
-    with _opened(source) as fh:
+    opened = source.open("rb") if isinstance(source, Path) else contextlib.nullcontext(source)
+    with opened as fh:
         document = _open_document(fh)
         title = _info_title(document)
         boxes: list[_TextBox] = []
@@ -95,25 +97,7 @@ def _read_text_layer(source: Path | IO[bytes]) -> tuple[list[_TextBox], int, str
     return boxes, pages, title
 
 
-class _opened:
-    """Open a path (or pass a file object through) for the duration of a with-block."""
-
-    def __init__(self, source: Path | IO[bytes]) -> None:
-        self._source = source
-        self._fh: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        if isinstance(self._source, Path):
-            self._fh = self._source.open("rb")
-            return self._fh
-        return self._source
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-
-def _open_document(fh: IO[bytes]) -> PDFDocument:
+def _open_document(fh: BinaryIO) -> PDFDocument:
     try:
         return PDFDocument(PDFParser(fh))
     except PDFPasswordIncorrect as exc:
@@ -205,7 +189,8 @@ def _repair(path: Path) -> bytes:
     except pikepdf.PasswordError as exc:
         raise EncryptedDocumentError("password-protected PDF") from exc
     except Exception as exc:  # qpdf gave up: the file is beyond repair
-        raise DamagedDocumentError(f"damaged PDF: {_reason(exc)}") from exc
+        reason = _reason(exc).replace(f"{path}: ", "")
+        raise DamagedDocumentError(f"damaged PDF: {reason}") from exc
     logger.info("repaired damaged pdf %s", path.name)
     return out.getvalue()
 
