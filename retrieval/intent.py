@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from retrieval.chat import ChatMessage, ChatModel, ChatParams
+from retrieval.citations import is_refusal
 from retrieval.prompts import split_conversation, template
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ _LEADING_REFERENCES = ("and ", "what about", "how about", "also ", "then ", "so 
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|query\s*\d*\s*:)\s*", re.IGNORECASE)
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
 _WORD = re.compile(r"[a-z']+")
+_SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z]")
 
 
 def heuristic_queries(messages: Sequence[ChatMessage]) -> tuple[str, ...]:
@@ -60,8 +62,11 @@ def parse_queries(text: str, *, max_queries: int) -> tuple[str, ...]:
     items = _json_items(body)
     if items is None:
         items = [_BULLET.sub("", line).strip().strip("\"'") for line in body.splitlines()]
-        if len(items) > max(max_queries * 2, 4):  # prose, not a list
-            return ()
+        items = [item for item in items if item]
+        if len(items) > max(max_queries * 2, 4) or any(_SENTENCE_BREAK.search(i) for i in items):
+            return ()  # prose, not a list of queries
+    if any(is_refusal(item) for item in items):
+        return ()
     clean: dict[str, str] = {}
     for item in items:
         query = " ".join(item.split())

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -250,7 +250,7 @@ def merged(runs: Sequence[Sequence[_Hit]]) -> list[_Hit]:
                 best[hit.scored.chunk.chunk_id] = replace(hit, passes=passes)
             elif hit.passes and not seen.passes:
                 best[hit.scored.chunk.chunk_id] = replace(seen, passes=True)
-    return sorted(best.values(), key=lambda h: h.rank, reverse=True)
+    return _ranked(best.values())
 
 
 def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
@@ -262,7 +262,7 @@ def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
     kept: list[_Hit] = []
     hashes: set[str] = set()
     words: list[set[str]] = []
-    for hit in sorted(hits, key=lambda h: (h.passes, h.rank), reverse=True):
+    for hit in sorted(_ranked(hits), key=lambda h: h.passes, reverse=True):
         chunk = hit.scored.chunk
         bag = set(chunk.content.lower().split())
         if chunk.content_hash in hashes or any(
@@ -272,7 +272,7 @@ def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
         hashes.add(chunk.content_hash)
         words.append(bag)
         kept.append(hit)
-    return sorted(kept, key=lambda h: h.rank, reverse=True)
+    return _ranked(kept)
 
 
 def cut(
@@ -323,6 +323,12 @@ def _cosines(fused: Sequence[ScoredChunk], dense: Sequence[ScoredChunk]) -> list
     by_id = {h.chunk.chunk_id: h.score for h in dense}
     floor = min(by_id.values(), default=0.0)
     return [by_id.get(h.chunk.chunk_id, floor) for h in fused]
+
+
+def _ranked(hits: Iterable[_Hit]) -> list[_Hit]:
+    """Best first; ties (fused scores often tie) go to the higher relevance, then chunk id."""
+    by_id = sorted(hits, key=lambda h: h.scored.chunk.chunk_id)
+    return sorted(by_id, key=lambda h: (h.rank, h.scored.rerank_score or 0.0), reverse=True)
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

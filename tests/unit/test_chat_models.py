@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
 
 import pytest
 from pydantic import SecretStr
@@ -21,13 +21,12 @@ from retrieval.chat import (
     ChatMessage,
     ChatModel,
     ChatParams,
-    ChatResult,
     ExtractiveAnswerer,
     OpenAIChatModel,
     make_chat_model,
 )
 from retrieval.embedders import Embedder
-from tests.unit.loopback_chat import ChatServer, Fail, Reply
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.unit.retrieval_corpus import bundled_embedder
 
 
@@ -113,21 +112,15 @@ def test_make_chat_model_says_what_to_set(embedder: Embedder) -> None:
         )
 
 
-# --- remote adapters against a loopback OpenAI-compatible server ---------------------------
+# --- remote adapters against the loopback OpenAI-compatible fake -------------------------
 
 QUESTION = (ChatMessage("system", "rules"), ChatMessage("user", "How much for hotels?"))
 
 
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    with ChatServer() as running:
-        yield running
-
-
-def _compatible(server: ChatServer, embedder: Embedder, **kw: object) -> ChatModel:
+def _compatible(fake: FakeOpenAIServer, embedder: Embedder, **kw: object) -> ChatModel:
     args: dict[str, object] = {
         "provider": "compatible",
-        "base_url": f"{server.url}/v1",
+        "base_url": fake.base_url,
         "model": "llama3.1",
     }
     args.update(kw)
@@ -137,15 +130,18 @@ def _compatible(server: ChatServer, embedder: Embedder, **kw: object) -> ChatMod
 
 
 async def test_openai_chat_model_completes_and_passes_parameters(
-    server: ChatServer, embedder: Embedder
+    openai_fake: FakeOpenAIServer, embedder: Embedder
 ) -> None:
-    server.script = [Reply("Hotels cost 180 euros [doc1].")]
-    model = _compatible(server, embedder)
+    openai_fake.reply("Hotels cost 180 euros [doc1].")
+    model = _compatible(openai_fake, embedder)
     params = ChatParams(temperature=0.2, top_p=0.9, max_tokens=50, stop=("END",), user="u1")
     result = await model.complete(QUESTION, params=params)
     await model.aclose()
-    assert result == ChatResult("Hotels cost 180 euros [doc1].", "llama3.1", 11, 7, "stop")
-    sent = server.requests[0]
+    assert result.content == "Hotels cost 180 euros [doc1]."
+    assert (result.model, result.finish_reason) == ("llama3.1", "stop")
+    assert result.prompt_tokens > 0
+    assert result.completion_tokens == 5  # the fake reports words as tokens
+    sent = openai_fake.last_request
     assert sent.path == "/v1/chat/completions"
     assert sent.body["messages"] == [
         {"role": "system", "content": "rules"},
@@ -155,71 +151,73 @@ async def test_openai_chat_model_completes_and_passes_parameters(
     assert (sent.body["stop"], sent.body["user"], sent.body["model"]) == (["END"], "u1", "llama3.1")
 
 
-async def test_openai_chat_model_streams_deltas(server: ChatServer, embedder: Embedder) -> None:
-    server.script = [Reply("Hotels cost 180 euros [doc1].")]
-    model = _compatible(server, embedder)
+async def test_openai_chat_model_streams_deltas(
+    openai_fake: FakeOpenAIServer, embedder: Embedder
+) -> None:
+    openai_fake.reply("Hotels cost 180 euros [doc1].")
+    model = _compatible(openai_fake, embedder)
     deltas = [d async for d in model.stream(QUESTION, params=ChatParams())]
     await model.aclose()
     assert len(deltas) > 1
     assert "".join(deltas) == "Hotels cost 180 euros [doc1]."
-    assert server.requests[0].body["stream"] is True
+    assert openai_fake.last_request.body["stream"] is True
 
 
 async def test_chat_model_rate_limit_becomes_429_with_retry_after(
-    server: ChatServer, embedder: Embedder
+    openai_fake: FakeOpenAIServer, embedder: Embedder
 ) -> None:
-    server.script = [Fail(429, {"retry-after": "7"})] * 3
-    model = _compatible(server, embedder, max_retries=0)
+    openai_fake.script(status=429, retry_after=7, times=3)
+    model = _compatible(openai_fake, embedder, max_retries=0)
     with pytest.raises(ChatModelRateLimitError) as caught:
         await model.complete(QUESTION, params=ChatParams())
     await model.aclose()
     assert caught.value.status_code == 429
     assert caught.value.retry_after == 7.0
-    assert len(server.requests) == 1
+    assert len(openai_fake.requests_to("chat")) == 1
 
 
-async def test_chat_model_retries_429_and_500_then_succeeds(
-    server: ChatServer, embedder: Embedder
+async def test_chat_model_retries_429_and_503_then_succeeds(
+    openai_fake: FakeOpenAIServer, embedder: Embedder
 ) -> None:
-    server.script = [
-        Fail(429, {"retry-after-ms": "10"}),
-        Fail(500, {"retry-after-ms": "10"}),
-        Reply("ok"),
-    ]
-    model = _compatible(server, embedder, max_retries=2)
+    openai_fake.script(status=429, retry_after=0.01)
+    openai_fake.script(status=503, retry_after=0.01)
+    openai_fake.reply("ok")
+    model = _compatible(openai_fake, embedder, max_retries=2)
     result = await model.complete(QUESTION, params=ChatParams())
     await model.aclose()
     assert result.content == "ok"
-    assert len(server.requests) == 3
+    assert len(openai_fake.requests_to("chat")) == 3
 
 
 async def test_chat_model_server_error_becomes_502_after_bounded_retries(
-    server: ChatServer, embedder: Embedder
+    openai_fake: FakeOpenAIServer, embedder: Embedder
 ) -> None:
-    server.script = [Fail(500, {"retry-after-ms": "10"})] * 5
-    model = _compatible(server, embedder, max_retries=1)
+    openai_fake.script(status=503, retry_after=0.01, times=5)
+    model = _compatible(openai_fake, embedder, max_retries=1)
     with pytest.raises(ChatModelError) as caught:
         await model.complete(QUESTION, params=ChatParams())
     await model.aclose()
     assert type(caught.value) is ChatModelError
     assert caught.value.status_code == 502
-    assert len(server.requests) == 2
+    assert len(openai_fake.requests_to("chat")) == 2
 
 
 async def test_chat_model_stream_failure_is_translated(
-    server: ChatServer, embedder: Embedder
+    openai_fake: FakeOpenAIServer, embedder: Embedder
 ) -> None:
-    server.script = [Fail(503)]
-    model = _compatible(server, embedder, max_retries=0)
+    openai_fake.script(status=500)
+    model = _compatible(openai_fake, embedder, max_retries=0)
     with pytest.raises(ChatModelError) as caught:
         _ = [d async for d in model.stream(QUESTION, params=ChatParams())]
     await model.aclose()
     assert caught.value.status_code == 502
 
 
-async def test_slow_chat_model_becomes_504(server: ChatServer, embedder: Embedder) -> None:
-    server.script = [Reply("late", delay_s=1.5)]
-    model = _compatible(server, embedder, timeout_s=0.3, max_retries=0)
+async def test_slow_chat_model_becomes_504(
+    openai_fake: FakeOpenAIServer, embedder: Embedder
+) -> None:
+    openai_fake.script(delay_s=1.5)
+    model = _compatible(openai_fake, embedder, timeout_s=0.3, max_retries=0)
     with pytest.raises(ChatModelTimeoutError) as caught:
         await model.complete(QUESTION, params=ChatParams())
     await model.aclose()
@@ -227,10 +225,12 @@ async def test_slow_chat_model_becomes_504(server: ChatServer, embedder: Embedde
 
 
 async def test_unreachable_chat_model_becomes_502(embedder: Embedder) -> None:
-    with ChatServer() as gone:
-        url = gone.url
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     model = make_chat_model(
-        ChatSettings(provider="compatible", base_url=f"{url}/v1", max_retries=0), embedder=embedder
+        ChatSettings(provider="compatible", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0),
+        embedder=embedder,
     )
     with pytest.raises(ChatModelError) as caught:
         await model.complete(QUESTION, params=ChatParams())  # type: ignore[union-attr]
@@ -238,13 +238,13 @@ async def test_unreachable_chat_model_becomes_502(embedder: Embedder) -> None:
 
 
 async def test_azure_chat_model_calls_the_deployment_route(
-    server: ChatServer, embedder: Embedder
+    openai_fake: FakeOpenAIServer, embedder: Embedder
 ) -> None:
-    server.script = [Reply("From Azure [doc1].")]
+    openai_fake.reply("From Azure [doc1].")
     model = make_chat_model(
         ChatSettings(
             provider="azure",
-            azure_endpoint=server.url,
+            azure_endpoint=openai_fake.azure_endpoint,
             azure_deployment="gpt4o-prod",
             api_version="2024-10-21",
             api_key=SecretStr("azure-key"),
@@ -255,6 +255,7 @@ async def test_azure_chat_model_calls_the_deployment_route(
     result = await model.complete(QUESTION, params=ChatParams())
     await model.aclose()
     assert result.content == "From Azure [doc1]."
-    sent = server.requests[0]
-    assert sent.path == "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    sent = openai_fake.last_request
+    assert sent.path == "/openai/deployments/gpt4o-prod/chat/completions"
+    assert sent.query == {"api-version": "2024-10-21"}
     assert sent.headers["api-key"] == "azure-key"

@@ -33,6 +33,9 @@ def test_parse_queries_reads_lists_in_many_shapes(reply: str, expected: tuple[st
         "\n".join(f"line {i} of a long prose answer" for i in range(12)),
         '["' + "x" * 400 + '"]',
         '["Hotels cost 180 euros [doc1]."]',
+        "Sure. Here is what I found about hotels.",
+        "The requested information is not available in the retrieved data. Please try again.",
+        '["The requested information is not available in the retrieved data."]',
     ],
 )
 def test_parse_queries_rejects_what_is_not_a_query_list(reply: str) -> None:
