@@ -10,7 +10,6 @@ import email
 import email.policy
 import io
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
@@ -54,8 +53,6 @@ MAX_ATTACHMENT_DEPTH = 2
 def warm_up_worker() -> None:
     """Run once in each parser worker: network switches off, spaCy loaded before any timeout."""
     disable_library_network()
-    # tesseract's OpenMP threads fight each other on small shared machines (5x slower on 2 cores)
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     from unstructured.nlp.tokenize import pos_tag
 
     pos_tag("Warm up the tagger.")

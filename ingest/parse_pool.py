@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
@@ -57,8 +57,10 @@ class ParserPool:
     A job that outlives `timeout_s` has its worker killed and raises ParseTimeoutError; a
     worker that dies raises DocumentParseError. Either way the next job gets a fresh worker.
     `warmup` ("module:function") runs once in each new worker before it takes jobs (imports,
-    model loading) and is not counted against the per-file timeout. Workers are recycled after
-    `max_jobs` jobs to bound memory growth. Jobs (func, arg, result, exception) must pickle.
+    model loading) and is not counted against the per-file timeout; `env` is added to the
+    workers' environment (e.g. thread limits, which must be set before numpy loads). Workers
+    are recycled after `max_jobs` jobs to bound memory growth. Jobs (func, arg, result,
+    exception) must pickle.
     """
 
     def __init__(
@@ -66,10 +68,12 @@ class ParserPool:
         *,
         max_workers: int = 1,
         warmup: str = "",
+        env: Mapping[str, str] | None = None,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         max_jobs: int = 500,
     ) -> None:
         self._warmup = warmup
+        self._env = dict(env or {})
         self._startup_timeout_s = startup_timeout_s
         self._max_jobs = max_jobs
         self._slots = threading.BoundedSemaphore(max_workers)
@@ -116,7 +120,7 @@ class ParserPool:
         if worker is None or not worker.alive:
             if worker is not None:
                 worker.kill()
-            worker = _Worker(self._warmup, startup_timeout_s=self._startup_timeout_s)
+            worker = _Worker(self._warmup, self._env, startup_timeout_s=self._startup_timeout_s)
         with self._lock:
             self._busy.add(worker)
         return worker
@@ -146,7 +150,7 @@ class _JobFailed(Exception):
 class _Worker:
     """One child interpreter and the two pipes to it."""
 
-    def __init__(self, warmup: str, *, startup_timeout_s: float) -> None:
+    def __init__(self, warmup: str, env: dict[str, str], *, startup_timeout_s: float) -> None:
         child_reads, parent_writes = os.pipe()
         parent_reads, child_writes = os.pipe()
         started = time.monotonic()
@@ -157,6 +161,7 @@ class _Worker:
             pass_fds=(child_reads, child_writes),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
         os.close(child_reads)
         os.close(child_writes)

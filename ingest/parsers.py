@@ -35,6 +35,14 @@ __all__ = [
 ]
 
 DEFAULT_POOL_WORKERS = 2
+# One thread per worker: BLAS (spaCy) and OpenMP (tesseract) threads fighting over a few cores
+# made parsing 2-5x slower on a 2-core machine; parallelism comes from workers instead.
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OMP_THREAD_LIMIT": "1",
+}
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -148,6 +156,8 @@ def doc_id_for(source: str) -> str:
 @lru_cache(maxsize=1)
 def default_pool() -> ParserPool:
     """The process-wide parser pool (workers start on first use, stop at interpreter exit)."""
-    pool = ParserPool(max_workers=DEFAULT_POOL_WORKERS, warmup="ingest.formats:warm_up_worker")
+    pool = ParserPool(
+        max_workers=DEFAULT_POOL_WORKERS, warmup="ingest.formats:warm_up_worker", env=WORKER_ENV
+    )
     atexit.register(pool.close)
     return pool

@@ -39,7 +39,7 @@ from ingest.elements import (
 )
 from ingest.filetypes import FileType, decode_text, detect_file_type
 from ingest.parse_pool import ParserPool
-from ingest.parsers import SUPPORTED_EXTENSIONS, doc_id_for, file_sha256, parse_file
+from ingest.parsers import SUPPORTED_EXTENSIONS, WORKER_ENV, doc_id_for, file_sha256, parse_file
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
@@ -49,7 +49,9 @@ HAS_OCR = shutil.which("tesseract") is not None and shutil.which("pdftoppm") is 
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[ParserPool]:
-    with ParserPool(max_workers=2, warmup="ingest.formats:warm_up_worker") as workers:
+    with ParserPool(
+        max_workers=2, warmup="ingest.formats:warm_up_worker", env=WORKER_ENV
+    ) as workers:
         yield workers
 
 
