@@ -124,16 +124,35 @@ def test_chat_completion_streams_context_first_then_content_sync(client: OpenAI)
     assert len({c.id for c in chunks}) == 1
 
 
+TWO_SECTIONS = (
+    "What is the hotel limit outside capital cities, and when is first class train travel allowed?"
+)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        HOTEL_QUESTION,
+        pytest.param(
+            TWO_SECTIONS,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="AnswerService.stream (extractive) sends compact [docN] numbering while "
+                "the context chunk lists the candidates in prompt order",
+            ),
+        ),
+    ],
+)
 def test_streamed_markers_point_at_the_same_chunks_as_the_complete_answer(
-    client: OpenAI,
+    client: OpenAI, question: str
 ) -> None:
     complete = client.chat.completions.create(
-        model="m", messages=_ask(), extra_body=_sources()  # type: ignore[arg-type]
+        model="m", messages=_ask(question), extra_body=_sources()  # type: ignore[arg-type]
     ).choices[0].message
     cited = [c["chunk_id"] for c in _context(complete)["citations"]]
     chunks = list(
         client.chat.completions.create(
-            model="m", messages=_ask(), stream=True, extra_body=_sources()  # type: ignore[arg-type]
+            model="m", messages=_ask(question), stream=True, extra_body=_sources()  # type: ignore[arg-type]
         )
     )
     candidates = _context(chunks[0].choices[0].delta)["citations"]
