@@ -46,6 +46,16 @@ class RequestMessage(_Request):
     context: dict[str, Any] | None = None
     refusal: str | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, content: Any) -> Any:
+        if isinstance(content, list):
+            kinds = {p.get("type") for p in content if isinstance(p, dict)} - {"text"}
+            if kinds:
+                unsupported = ", ".join(sorted(map(str, kinds)))
+                raise ValueError(f"only text content parts are supported, not {unsupported}")
+        return content
+
     def text(self) -> str:
         """The content as one string (text parts joined)."""
         if self.content is None:

@@ -235,6 +235,15 @@ def test_all_retrieved_documents_when_asked(client: OpenAI) -> None:
     assert {d.get("filter_reason") for d in retrieved} - {None} <= {"score", "rerank"}
 
 
+def test_text_content_parts_are_joined(client: OpenAI) -> None:
+    parts = [{"type": "text", "text": "How much may employees spend "},
+             {"type": "text", "text": "on hotels in capital cities?"}]
+    completion = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": parts}], extra_body=_sources()  # type: ignore[list-item, misc]
+    )
+    assert "180" in (completion.choices[0].message.content or "")
+
+
 def test_include_contexts_limits_the_context(client: OpenAI) -> None:
     completion = client.chat.completions.create(
         model="m", messages=_ask(), extra_body=_sources(include_contexts=["citations"])  # type: ignore[arg-type]
@@ -324,6 +333,9 @@ BAD_REQUESTS: list[tuple[str, Any, int, str | None]] = [
     ("too many messages", {"messages": _ask() * 21, **_sources()}, 413, "messages"),
     ("not an object", [1, 2, 3], 400, None),
     ("temperature 3", {"messages": _ask(), "temperature": 3, **_sources()}, 400, "temperature"),
+    ("image content", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}], **_sources()}, 400,
+     "messages.0.content"),
 ]
 
 
