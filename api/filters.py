@@ -27,6 +27,7 @@ from core.errors import InvalidFilterError
 from retrieval.index import MetadataFilter
 
 ACL_FIELDS = frozenset({"acl_groups", "group_ids"})
+INT64 = range(-(2**63), 2**63)  # the index stores 64-bit integers
 _TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+)(?![\w.])"
     r"|(?P<ident>[A-Za-z_][\w.]*(?:/[A-Za-z_][\w.]*)*)|(?P<punct>[(),:]))"
@@ -93,16 +94,16 @@ def _json_acl(value: object, *, param: str) -> tuple[str, ...]:
 
 
 def _json_value(key: str, value: object, *, param: str) -> Value:
-    if isinstance(value, str | bool | int) and not isinstance(value, float):
+    if isinstance(value, str | bool) or (isinstance(value, int) and value in INT64):
         return value
     if isinstance(value, list) and value:
         if all(isinstance(v, str) for v in value):
             return [str(v) for v in value]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if all(isinstance(v, int) and not isinstance(v, bool) and v in INT64 for v in value):
             return [int(v) for v in value]
     raise InvalidFilterError(
-        f"filter: value of {key!r} must be a string, integer, boolean or a non-empty list of "
-        "strings or of integers",
+        f"filter: value of {key!r} must be a string, a 64-bit integer, a boolean or a non-empty "
+        "list of strings or of integers",
         param=param,
     )
 
@@ -196,6 +197,8 @@ class _Parser:
         if tok.kind == "string":
             return tok.text[1:-1].replace("''", "'")
         if tok.kind == "number":
+            if int(tok.text) not in INT64:
+                self._fail(f"{tok.text} does not fit a 64-bit integer")
             return int(tok.text)
         if tok.kind == "ident" and tok.text.lower() in ("true", "false"):
             return tok.text.lower() == "true"

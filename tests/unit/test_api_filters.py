@@ -57,6 +57,8 @@ def test_parse_filter_blank_means_no_filter(text: str | None) -> None:
         ("{not json", "invalid JSON"),
         ("{}", "non-empty object"),
         ('{"a": 1.5}', "must be a string"),
+        ('{"a": 99999999999999999999}', "64-bit integer"),
+        ("a eq 99999999999999999999", "does not fit a 64-bit integer"),
         ('{"a": [1, "x"]}', "must be a string"),
         ('{"acl_groups": [1]}', "acl_groups must be"),
         ('{"bad key": 1}', "not a field name"),
