@@ -161,8 +161,11 @@ def _sniff_text(head: bytes) -> FileType | None:
 def _content_wins(claimed: FileType, sniffed: FileType) -> bool:
     """Content overrides the extension only where the extension cannot be right.
 
-    A .txt or .md holding HTML markup is still fine as text; a .txt that is a PDF is not.
+    A .txt that starts like an HTML document is HTML; Markdown may hold HTML and stays
+    Markdown; a .csv that is a PDF is a PDF.
     """
+    if claimed is FileType.TXT and sniffed is FileType.HTML:
+        return True
     if claimed in _TEXT_TYPES:
         return sniffed not in _TEXT_TYPES
     return True

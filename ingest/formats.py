@@ -18,6 +18,7 @@ from typing import Any
 
 from lxml import html as lxml_html
 from unstructured.documents.elements import Element as UElement
+from unstructured.errors import UnprocessableEntityError
 from unstructured.partition.csv import partition_csv
 from unstructured.partition.docx import partition_docx
 from unstructured.partition.email import partition_email
@@ -69,6 +70,8 @@ def extract(request: ExtractRequest) -> Extracted:
         raise
     except MemoryError as exc:
         raise DocumentParseError(f"{label} too large to parse in memory") from exc
+    except UnprocessableEntityError as exc:  # unstructured's own limits (cell counts, ...)
+        raise DocumentParseError(f"cannot parse {label}: {_reason(exc)}") from exc
     except Exception as exc:  # the partitioners raise anything from KeyError to lxml errors
         logger.info("parse failed for %s", path.name, exc_info=True)
         raise DamagedDocumentError(f"malformed {label}: {_reason(exc)}") from exc

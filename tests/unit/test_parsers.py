@@ -220,6 +220,15 @@ def test_detect_file_type_trusts_content_over_a_wrong_extension(tmp_path: Path) 
     assert detect_file_type(SAMPLES / "stanley-cups.csv") is FileType.CSV
 
 
+def test_detect_file_type_reads_a_saved_web_page_named_txt_as_html(tmp_path: Path) -> None:
+    page = tmp_path / "page.txt"
+    page.write_text("<!DOCTYPE html><html><body><p>Hello</p></body></html>", encoding="utf-8")
+    notes = tmp_path / "notes.md"
+    notes.write_text("<html><body>inline html in markdown</body></html>", encoding="utf-8")
+    assert detect_file_type(page) is FileType.HTML
+    assert detect_file_type(notes) is FileType.MD
+
+
 def test_detect_file_type_sniffs_text_without_extension(tmp_path: Path) -> None:
     notes = tmp_path / "NOTES"
     notes.write_text("The cafeteria opens at eight.\n", encoding="utf-8")
@@ -353,6 +362,20 @@ def test_parse_csv_is_one_table(pool: ParserPool) -> None:
     (table,) = doc.elements
     assert table.is_table
     assert "| Maple Leafs | TOR | 13 |" in table.text
+
+
+def test_parse_tsv_in_a_legacy_encoding(pool: ParserPool, tmp_path: Path) -> None:
+    people = tmp_path / "people.tsv"
+    people.write_bytes("Name\tCity\tNote\nJürgen\tKöln\tgroß\nRenée\tParis\tété\n".encode("cp1252"))
+    doc = _parse(people, pool)
+    (table,) = doc.elements
+    assert table.text.splitlines() == [
+        "| Name | City | Note |",
+        "| --- | --- | --- |",
+        "| Jürgen | Köln | groß |",
+        "| Renée | Paris | été |",
+    ]
+    assert doc.metadata["encoding"] == "cp1252"
 
 
 def test_parse_xlsx_sections_are_sheets_and_header_stays_with_body(pool: ParserPool) -> None:
