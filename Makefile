@@ -34,9 +34,20 @@ $(STAMP): pyproject.toml constraints.txt $(APT_STAMP)
 	$(BIN)/python -m retrieval.onnx_export
 	@touch $@
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+QUESTION := Must the standing trustee separate cash handling duties from record keeping?
+
 run: setup
 	$(BIN)/ondata ingest data/samples --index default
-	$(BIN)/ondata search "What does the handbook say about vacation?" --index default --top 3
+	@echo
+	@echo "ondata is starting on http://$(HOST):$(PORT) (index 'default' holds data/samples). Try:"
+	@echo
+	@echo "  curl -s http://$(HOST):$(PORT)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"$(QUESTION)\"}], \"data_sources\": [{\"type\": \"ondata\", \"parameters\": {\"index_name\": \"default\"}}]}'"
+	@echo
+	@echo "  $(BIN)/python -c \"from openai import OpenAI; c = OpenAI(base_url='http://$(HOST):$(PORT)/v1', api_key='unused'); r = c.chat.completions.create(model='ondata', messages=[{'role': 'user', 'content': '$(QUESTION)'}], extra_body={'data_sources': [{'type': 'ondata', 'parameters': {'index_name': 'default'}}]}); print(r.choices[0].message.content)\""
+	@echo
+	$(BIN)/ondata serve --host $(HOST) --port $(PORT)
 
 test: setup
 	$(BIN)/python -m pytest -q -m 'not slow'

@@ -131,7 +131,7 @@ def test_pipeline_keeps_section_path_and_title(
 def test_pipeline_samples_folder_ingests(pipeline: IngestPipeline, settings: Settings, tmp_path: Path) -> None:
     samples = Path(__file__).resolve().parents[2] / "data" / "samples"
     copy = tmp_path / "samples"
-    shutil.copytree(samples, copy, ignore=shutil.ignore_patterns("SOURCES.md"))
+    shutil.copytree(samples, copy)
     report = _ingest(pipeline, settings, copy)
     assert report.documents_failed == []
     assert report.documents_ingested == len(list(copy.iterdir()))
