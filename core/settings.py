@@ -68,7 +68,7 @@ class ChunkingSettings(BaseModel):
 class IngestSettings(BaseModel):
     """Limits that keep one bad file from hurting a batch."""
 
-    file_timeout_s: float = Field(default=120.0, gt=0)
+    file_timeout_s: float = Field(default=300.0, gt=0)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     ocr_languages: str = "eng"
 
@@ -102,9 +102,21 @@ class ApiSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # the operator's key: admin on every index and document (keys made with `ondata keys`
+    # are the usual way; see api/README.md "Keys and roles")
     api_key: SecretStr | None = None
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_messages: int = Field(default=100, ge=1)
+    # auth is on once any key exists or on a non-loopback bind; this turns it on regardless
+    auth_required: bool = False
+    # a gateway in front of ondata names the caller's ACL groups in this header (comma-separated);
+    # only honoured when set, so never set it when clients can reach ondata directly
+    trusted_groups_header: str | None = None
+    # per-key limits (a key may override them); None: unlimited
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    # Redis shared by every API process for the limits above; None: per-process counters
+    rate_limit_redis_url: str | None = None
 
 
 class EvaluationSettings(BaseModel):
@@ -136,6 +148,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".ondata")
+    log_format: Literal["text", "json"] = "text"
     database_url: str | None = None
     default_index: str = "default"
     embedding: EmbeddingSettings = EmbeddingSettings()
