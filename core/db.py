@@ -1,4 +1,8 @@
-"""The metadata store (SQLAlchemy): indexes and the document registry. SQLite by default."""
+"""The metadata store (SQLAlchemy 2): indexes, documents, ingestion jobs. SQLite by default.
+
+The schema is owned by Alembic migrations (core/migrations); `make_engine` upgrades to head.
+A table added here needs a migration in core/migrations/versions (tests compare the two).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -33,6 +48,11 @@ class IndexRecord(Base):
     chunk_size: Mapped[int] = mapped_column(Integer)
     chunk_overlap: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The write lease: the ingestion job that may write this index now, and its last heartbeat.
+    writer_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    writer_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class DocumentRecord(Base):
@@ -54,6 +74,47 @@ class DocumentRecord(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=_now, onupdate=_now
     )
+    # What put the document here ("upload", "folder:<path>", "url:<url>"): sync removes the
+    # documents of an origin whose source is gone.
+    origin: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JobRecord(Base):
+    """An ingestion job: what to ingest into which index, and how the current run is going."""
+
+    __tablename__ = "ingestion_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    index_name: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    refresh_interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    run: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JobItemRecord(Base):
+    """One document of a job's current run and its outcome (pending until processed)."""
+
+    __tablename__ = "ingestion_job_items"
+
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("ingestion_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    doc_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -63,14 +124,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine and the schema; SQLite files get WAL so readers never block writers."""
+def make_engine(url: str, *, migrate: bool = True) -> Engine:
+    """Create the engine and upgrade the schema to the newest migration; SQLite files get WAL
+    so readers never block writers. PostgreSQL: `postgresql+psycopg://user@host/db`."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    if migrate:
+        from core.migrations import upgrade
+
+        upgrade(engine)
     return engine
 
 

@@ -10,8 +10,9 @@ from core.settings import Settings, configure_offline_environment
 
 configure_offline_environment()
 
-# Fixtures `openai_fake` / `openai_fake_server`: a loopback OpenAI-compatible server.
-pytest_plugins = ["tests.fakes.plugin"]
+# Fixtures `openai_fake` / `openai_fake_server`: a loopback OpenAI-compatible server;
+# `store_url` / `postgres_url`: the metadata store on SQLite and PostgreSQL.
+pytest_plugins = ["tests.fakes.plugin", "tests.support.stores"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
