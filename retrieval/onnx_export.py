@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def ensure_onnx_model(model_dir: Path | None = None, *, export_dir: Path | None 
         return preferred
     try:
         return _ensure_at(model_dir, preferred)
-    except PermissionError:
+    except OSError:  # read-only venv (EACCES, EPERM, EROFS)
         fallback = fallback_export_dir(model_dir)
         logger.warning("%s is not writable; exporting the ONNX model to %s", preferred, fallback)
         return _ensure_at(model_dir, fallback)
@@ -205,7 +206,9 @@ def _trace_to_onnx(model: Any, path: Path) -> None:
     ids = torch.tensor([[101, 7592, 2088, 2003, 102], [101, 7592, 102, 0, 0]])
     mask = (ids != 0).long()
     axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUT_NAMES, "last_hidden_state")}
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # Tracer and deprecation chatter about code paths this model does not take.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             # eval(): export restores the wrapper's mode afterwards, and a fresh Module is in
             # training mode, which would switch dropout on in the wrapped model.
@@ -318,7 +321,8 @@ def _write_manifest(model_dir: Path, staging: Path, config: Any, *, optimized: b
 
 def main(argv: list[str] | None = None) -> int:
     """Export the bundled model (or the directories given) unless a valid export exists."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    logger.setLevel(logging.INFO)
     args = sys.argv[1:] if argv is None else argv
     for model in args or [BUNDLED_MODEL]:
         model_dir = resolve_model_dir(model)
