@@ -37,11 +37,31 @@ class InvalidFilterError(InvalidRequestError):
 
 
 class AuthenticationError(OndataError):
-    """The request did not carry the configured API key."""
+    """The request carried no API key, or one that is wrong or revoked."""
 
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDeniedError(OndataError):
+    """The caller's key is valid but its role or index scope does not allow this."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
+class RateLimitedError(OndataError):
+    """The caller's key used up its requests or tokens per minute."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RequestTooLargeError(InvalidRequestError):
@@ -68,6 +88,12 @@ class ModelNotFoundError(NotFoundError):
     """No model has that id."""
 
     code = "model_not_found"
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key has that id."""
+
+    code = "api_key_not_found"
 
 
 class DocumentNotFoundError(NotFoundError):

@@ -1,7 +1,8 @@
 """A loopback OpenAI-compatible HTTP server for tests: FastAPI served by uvicorn in a thread.
 
-Serves /v1/embeddings, /v1/models and /v1/chat/completions (JSON and SSE streaming), plus the
-Azure paths /openai/deployments/{deployment}/chat/completions and .../embeddings.
+Serves /v1/embeddings, /v1/models and /v1/chat/completions (JSON and SSE streaming), the same
+under Azure's /openai/v1/, and the Azure deployment paths
+/openai/deployments/{deployment}/chat/completions and .../embeddings.
 The official `openai` clients talk to it unchanged:
 
     OpenAI(base_url=fake.base_url, api_key=fake.api_key)
@@ -335,15 +336,19 @@ def build_app(fake: FakeOpenAIServer) -> FastAPI:
     """The FastAPI app behind a FakeOpenAIServer."""
     app = FastAPI(title="fake OpenAI", openapi_url=None, docs_url=None, redoc_url=None)
 
+    # /openai/v1 is Azure OpenAI's v1 API, which plain OpenAI clients call.
     @app.get("/v1/models")
+    @app.get("/openai/v1/models")
     async def models(request: Request) -> Response:
         return await _handle(fake, request, "models", None)
 
     @app.post("/v1/embeddings")
+    @app.post("/openai/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         return await _handle(fake, request, "embeddings", None)
 
     @app.post("/v1/chat/completions")
+    @app.post("/openai/v1/chat/completions")
     async def chat(request: Request) -> Response:
         return await _handle(fake, request, "chat", None)
 

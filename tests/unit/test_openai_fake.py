@@ -164,3 +164,9 @@ def test_fake_first_sentence_skips_a_title_line() -> None:
     assert fake_chat_reply([{"role": "user", "content": "[doc1] Title\nBody one. Body two."}]) == (
         "Body one. [doc1]"
     )
+
+
+def test_fake_serves_the_azure_v1_path(openai_fake: FakeOpenAIServer) -> None:
+    client = OpenAI(base_url=f"{openai_fake.azure_endpoint}/openai/v1", api_key="k", max_retries=0)
+    assert _ask(client).endswith("[doc1]")
+    assert openai_fake.last_request.path == "/openai/v1/chat/completions"
