@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import open_access
 from api.errors import error_body, install_error_handlers
-from api.routes import chat, health, models, search
+from api.observability import install_observability
+from api.routes import chat, health, keys, models, search
 from api.services import open_services
 from core.settings import Settings
 
@@ -21,10 +23,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
-            app.state.services = services
+        async with (
+            open_services(settings) as services,
+            open_access(settings.api, services.store.engine) as access,
+        ):
+            app.state.services, app.state.access = services, access
             yield
-        app.state.services = None
+        app.state.services = app.state.access = None
 
     app = FastAPI(
         title="ondata",
@@ -35,7 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for module in (chat, search, models, health):
         app.include_router(module.router)
+    app.include_router(keys.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
+    install_observability(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""CLI commands of the API package: `ondata serve` and `ondata ask`.
+"""CLI commands of the API package: `ondata serve`, `ondata ask` and `ondata keys ...`.
 
 Heavy imports happen inside the commands, so registering them keeps `ondata` quick to start.
 """
@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from core.errors import OndataError
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 
 
 def serve(
@@ -22,14 +22,32 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from core.logging import configure_logging
 
     settings = load_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.api.host,
-        port=settings.api.port if port is None else port,
-        log_level="info",
-    )
+    port = settings.api.port if port is None else port
+    api = settings.api.model_copy(update={"host": host or settings.api.host, "port": port})
+    settings = settings.model_copy(update={"api": api})
+    _refuse_open_bind(settings)
+    configure_logging(settings.log_format)
+    app = create_app(settings)
+    uvicorn.run(app, host=api.host, port=api.port, log_config=None, access_log=False)
+
+
+def _refuse_open_bind(settings: Settings) -> None:
+    """Exit (2) when the bind is not loopback and auth would be off."""
+    from api.auth import open_bind_refusal
+    from core.db import make_engine
+    from core.keys import KeyStore
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        refusal = open_bind_refusal(settings.api, KeyStore(engine))
+    finally:
+        engine.dispose()
+    if refusal:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
 
 
 def ask(
@@ -78,5 +96,8 @@ def ask(
 
 
 def register(app: typer.Typer) -> None:
+    from api.keys_cli import app as keys_app
+
     app.command("serve")(serve)
     app.command("ask")(ask)
+    app.add_typer(keys_app, name="keys")

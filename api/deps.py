@@ -1,14 +1,21 @@
-"""FastAPI dependencies as `Annotated` aliases: the services, settings and the API-key check."""
+"""FastAPI dependencies as `Annotated` aliases: the services, settings, and who is calling.
+
+Access (see api/README.md "Keys and roles"): `PrincipalDep` is the caller; `Reader`,
+`Contributor`, `Admin` also check the role; `IndexReader`/`IndexContributor`/`IndexAdmin` also
+check the key's index scope against the `{name}` path parameter. For an index named in a body,
+call `principal.require_index(body.index_name)`. Retrieval passes `principal.groups` as ACL.
+"""
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.auth import AccessControl, Caller
 from api.services import Services
-from core.errors import AuthenticationError
+from core.keys import Principal, Role
 from core.settings import Settings
 from retrieval.answer import AnswerService
 from retrieval.search import Searcher
@@ -39,23 +46,70 @@ AnswersDep = Annotated[AnswerService, Depends(get_answers)]
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
-def _presented_key(request: Request) -> str | None:
-    """The key from `Authorization: Bearer KEY` (OpenAI clients) or `api-key: KEY` (Azure)."""
-    if key := request.headers.get("api-key"):
-        return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+def get_access(request: Request) -> AccessControl:
+    access: AccessControl = request.app.state.access
+    return access
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
-    """When ONDATA_API__API_KEY is set, every API call must present it."""
-    expected = settings.api.api_key
-    if expected is None:
-        return
-    presented = _presented_key(request)
-    if presented is None or not secrets.compare_digest(
-        presented.encode(), expected.get_secret_value().encode()
-    ):
-        raise AuthenticationError(
-            "Missing or wrong API key: send 'Authorization: Bearer KEY' or 'api-key: KEY'."
-        )
+AccessDep = Annotated[AccessControl, Depends(get_access)]
+
+
+def _authenticated(request: Request, access: AccessDep) -> Principal:
+    # a plain def: FastAPI runs it in the threadpool (the key lookup is a database read)
+    return access.authenticate(request.headers)
+
+
+async def get_principal(
+    request: Request, access: AccessDep, principal: Annotated[Principal, Depends(_authenticated)]
+) -> Principal:
+    """The caller (401 without a valid key while auth is on), counted against its
+    requests/minute (429 with Retry-After). Resolved once per request however often used."""
+    request.state.principal = principal
+    await access.limiter.admit_request(principal)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(role: Role) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, who must hold `role` or a higher one (403 otherwise)."""
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        principal.require_role(role)
+        return principal
+
+    return dependency
+
+
+def require_index_access(
+    role: Role = "reader", *, path_param: str = "name"
+) -> Callable[[Request, Principal], Principal]:
+    """A dependency: the caller, holding `role`, with the index named by the path parameter
+    `path_param` in its key's scope (403 otherwise, before the index is even looked up)."""
+
+    def dependency(request: Request, principal: PrincipalDep) -> Principal:
+        principal.require_role(role)
+        principal.require_index(str(request.path_params[path_param]), param=path_param)
+        return principal
+
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(require_role("reader"))]
+Contributor = Annotated[Principal, Depends(require_role("contributor"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+IndexReader = Annotated[Principal, Depends(require_index_access("reader"))]
+IndexContributor = Annotated[Principal, Depends(require_index_access("contributor"))]
+IndexAdmin = Annotated[Principal, Depends(require_index_access("admin"))]
+
+
+def get_caller(principal: PrincipalDep, access: AccessDep) -> Caller:
+    return Caller(principal=principal, limiter=access.limiter)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require_api_key(principal: PrincipalDep) -> None:
+    """Router-level guard (`dependencies=[Depends(require_api_key)]`): any valid key."""

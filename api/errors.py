@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.schemas import ErrorBody, ErrorDetail
-from core.errors import ChatModelRateLimitError, OndataError
+from core.errors import ChatModelRateLimitError, OndataError, RateLimitedError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def ondata_error_body(exc: OndataError) -> dict[str, Any]:
 def ondata_error_response(exc: OndataError) -> JSONResponse:
     """The HTTP response for a domain error, with Retry-After on rate limits."""
     headers: dict[str, str] = {}
-    if isinstance(exc, ChatModelRateLimitError):
+    if isinstance(exc, ChatModelRateLimitError | RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
     return JSONResponse(ondata_error_body(exc), status_code=exc.status_code, headers=headers)
 

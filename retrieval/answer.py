@@ -23,6 +23,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from core.errors import InvalidRequestError
+from core.metrics import phase
 from core.models import Answer, Citation, ScoredChunk
 from core.settings import ChatSettings
 from retrieval.chat import ChatMessage, ChatModel, ChatParams, ChatResult, ExtractiveAnswerer
@@ -186,11 +187,15 @@ class AnswerService:
 
     async def answer(self, request: AnswerRequest) -> Answer:
         """A complete grounded answer."""
-        return await self._grounded_answer(request, await self._ground(request))
+        with phase("retrieve"):
+            grounding = await self._ground(request)
+        with phase("generate"):
+            return await self._grounded_answer(request, grounding)
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
         """AnswerContext, then AnswerDelta*, then AnswerDone (see the module docstring)."""
-        grounding = await self._ground(request)
+        with phase("retrieve"):
+            grounding = await self._ground(request)
         yield AnswerContext(
             intent=grounding.intent,
             citations=tuple(citation_of(d) for d in grounding.documents),

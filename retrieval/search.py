@@ -233,10 +233,17 @@ class Searcher:
 
 
 def with_acl(flt: MetadataFilter | None, groups: Sequence[str] | None) -> MetadataFilter | None:
-    """The filter restricted to chunks these ACL groups may read (None: no restriction)."""
+    """The filter restricted to chunks these ACL groups may read (None: no restriction).
+
+    A filter that already names acl_groups keeps only the groups both allow, so a caller's
+    own `acl_groups` filter narrows its access and can never widen it.
+    """
     if groups is None:
         return flt
-    return MetadataFilter(equals=dict(flt.equals) if flt else {}, acl_groups=tuple(groups))
+    allowed = tuple(groups)
+    if flt is not None and flt.acl_groups is not None:
+        allowed = tuple(g for g in flt.acl_groups if g in allowed)
+    return MetadataFilter(equals=dict(flt.equals) if flt else {}, acl_groups=allowed)
 
 
 def merged(runs: Sequence[Sequence[_Hit]]) -> list[_Hit]:

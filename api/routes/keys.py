@@ -1,0 +1,148 @@
+"""/v1/keys (admin): create, list and revoke API keys.
+
+An admin key restricted to some indexes or groups can only mint and manage keys within them,
+so no key can hand out more than it holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AccessDep, Admin
+from core.errors import PermissionDeniedError
+from core.keys import ApiKeyInfo, Principal, Role, clean_names, default_groups
+
+router = APIRouter(tags=["keys"])
+
+
+class KeyCreateBody(BaseModel):
+    """POST /v1/keys. `groups` omitted: every document for an admin, public ones otherwise;
+    `["*"]` every document; `indexes` omitted or null: every index (within the caller's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    groups: list[str] | None = None
+    indexes: list[str] | None = None
+    name: str = Field(default="", max_length=200)
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class KeyOut(BaseModel):
+    """A key as listed: never the secret."""
+
+    object: Literal["api_key"] = "api_key"
+    id: str
+    prefix: str
+    name: str
+    role: Role
+    groups: list[str] | None
+    indexes: list[str] | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    created_at: dt.datetime
+    revoked: bool
+    revoked_at: dt.datetime | None
+
+
+class CreatedKeyOut(KeyOut):
+    """The new key; `key` is shown this once."""
+
+    key: str
+
+
+class KeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[KeyOut]
+
+
+def key_out(info: ApiKeyInfo) -> KeyOut:
+    return KeyOut(
+        id=info.id,
+        prefix=info.prefix,
+        name=info.name,
+        role=info.role,
+        groups=None if info.groups is None else list(info.groups),
+        indexes=None if info.indexes is None else list(info.indexes),
+        requests_per_minute=info.requests_per_minute,
+        tokens_per_minute=info.tokens_per_minute,
+        created_at=info.created_at,
+        revoked=info.revoked,
+        revoked_at=info.revoked_at,
+    )
+
+
+def _within(inner: tuple[str, ...] | None, outer: tuple[str, ...] | None) -> bool:
+    """Whether scope `inner` is inside `outer` (None is everything)."""
+    return outer is None or (inner is not None and set(inner) <= set(outer))
+
+
+def can_manage(admin: Principal, info: ApiKeyInfo) -> bool:
+    """Whether `admin` holds at least the index scope and groups of the key `info`."""
+    return _within(info.indexes, admin.indexes) and _within(info.groups, admin.groups)
+
+
+def _requested_groups(body: KeyCreateBody) -> tuple[str, ...] | None:
+    if body.groups is None:
+        return default_groups(body.role)
+    if body.groups == ["*"]:
+        return None
+    return clean_names(body.groups, param="groups")
+
+
+def _check_grant(
+    admin: Principal, groups: tuple[str, ...] | None, indexes: list[str] | None
+) -> None:
+    scope = None if indexes is None else clean_names(indexes, param="indexes")
+    if not _within(scope, admin.indexes):
+        raise PermissionDeniedError(
+            "a key can only be scoped to indexes the creating key has", param="indexes"
+        )
+    if not _within(groups, admin.groups):
+        raise PermissionDeniedError(
+            "a key can only carry groups the creating key has", param="groups"
+        )
+
+
+@router.post("/v1/keys")
+async def create_key(body: KeyCreateBody, admin: Admin, access: AccessDep) -> CreatedKeyOut:
+    """A new key (admin only); the response is the only time the key is shown."""
+    groups = _requested_groups(body)
+    indexes = body.indexes if body.indexes is not None else admin.indexes
+    _check_grant(admin, groups, None if indexes is None else list(indexes))
+    created = await run_in_threadpool(
+        access.keys.create,
+        role=body.role,
+        groups=groups,
+        indexes=indexes,
+        name=body.name,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+    )
+    return CreatedKeyOut(key=created.key, **key_out(created.info).model_dump())
+
+
+@router.get("/v1/keys")
+async def list_keys(
+    admin: Admin,
+    access: AccessDep,
+    include_revoked: Annotated[bool, Query()] = False,
+) -> KeyList:
+    """The keys this admin can manage (active ones unless include_revoked)."""
+    infos = await run_in_threadpool(access.keys.list, include_revoked=include_revoked)
+    return KeyList(data=[key_out(i) for i in infos if can_manage(admin, i)])
+
+
+@router.delete("/v1/keys/{key_id}")
+async def revoke_key(key_id: str, admin: Admin, access: AccessDep) -> KeyOut:
+    """Revoke a key (by id or `od_<id>` prefix); it answers 401 from then on."""
+    info = await run_in_threadpool(access.keys.get, key_id)
+    if not can_manage(admin, info):
+        raise PermissionDeniedError("the key has scope beyond the caller's", param="key_id")
+    return key_out(await run_in_threadpool(access.keys.revoke, key_id))
