@@ -269,6 +269,26 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class EvaluationRunOut(BaseModel):
+    """One past `ondata eval` run: what was measured and its headline (see GET .../{id})."""
+
+    id: str
+    object: Literal["evaluation"] = "evaluation"
+    kind: str
+    dataset: str
+    created_at: str
+    split: str | None = None
+    queries: int | None = None
+    questions: int | None = None
+    seconds: float | None = None
+    gate_passed: bool | None = None
+
+
+class EvaluationList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EvaluationRunOut]
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str

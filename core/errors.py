@@ -90,6 +90,12 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class EvaluationNotFoundError(NotFoundError):
+    """No evaluation run has that id."""
+
+    code = "evaluation_not_found"
+
+
 class ApiKeyNotFoundError(NotFoundError):
     """No API key has that id."""
 

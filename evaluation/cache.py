@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -40,14 +41,15 @@ _COMPLETE = "complete.json"
 _NOT_INDEX_SHAPING = frozenset(
     {"data_dir", "database_url", "default_index", "index", "ingest", "chat", "api", "evaluation"}
 )
-# Modules whose code decides what gets indexed and how it is stored.
+# Modules whose code decides what goes into an index (chunks, their vectors and BM25 terms);
+# query-side code (search, fusion, the index adapters' queries) is not part of the key.
 _PIPELINE_MODULES = (
     "ingest.chunking",
     "ingest.pipeline",
     "ingest.service",
     "ingest.sources",
     "retrieval.embedders",
-    "retrieval.index",
+    "retrieval.onnx_export",
     "retrieval.sparse",
 )
 
@@ -68,12 +70,17 @@ class CorpusIndex:
 
 def cache_key(settings: Settings, corpus_hash: str) -> str:
     """sha256 over the corpus hash, the index-shaping settings and the pipeline's code."""
-    material = {
+    material = key_material(settings, corpus_hash)
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def key_material(settings: Settings, corpus_hash: str) -> dict[str, Any]:
+    """What the cache key is made of (also written beside the entry, for humans)."""
+    return {
         "corpus": corpus_hash,
         "settings": settings.model_dump(mode="json", exclude=set(_NOT_INDEX_SHAPING)),
         "code": code_fingerprint(),
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 def code_fingerprint() -> str:

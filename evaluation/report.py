@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
@@ -252,8 +253,8 @@ def _modes_plot(summary: Mapping[str, Any]) -> Figure:
         xs = [j + i * width for j in range(len(names))]
         ax.bar(xs, [values.get(n) or 0.0 for n in names], width=width, label=mode)
     ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(names))], names)
-    ax.set_ylim(0, 1)
-    ax.legend()
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
     return fig
 
 
@@ -287,17 +288,25 @@ def _distribution_plot(rows: Sequence[Mapping[str, Any]], metric: str, *, by: st
         ax.hist(values, bins=[i / 10 for i in range(11)], histtype="step", linewidth=2, label=name)
     ax.set_xlabel(metric)
     ax.set_ylabel("queries")
-    if by:
+    if by and ax.get_legend_handles_labels()[0]:
         ax.legend()
     return fig
 
 
 def _latency_plot(rows: Sequence[Mapping[str, Any]], *, by: str | None) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    for name, values in _groups(rows, "latency_ms", by).items():
-        ax.hist(values, bins=30, histtype="step", linewidth=2, label=name)
-    ax.set_xlabel("latency (ms)")
+    groups = _groups(rows, "latency_ms", by)
+    values = [v for vs in groups.values() for v in vs if v > 0]
+    low, high = (min(values), max(values)) if values else (1.0, 10.0)
+    # log-spaced bins: modes and warm-up outliers span orders of magnitude
+    bins = np.geomspace(low, max(high, low * 1.01), 40)
+    for name, latencies in groups.items():
+        ax.hist(
+            [v for v in latencies if v > 0], bins=bins, histtype="step", linewidth=2, label=name
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("requests")
-    if by:
+    if by and ax.get_legend_handles_labels()[0]:
         ax.legend()
     return fig

@@ -1,0 +1,69 @@
+"""GET /v1/evaluations[/{id}]: past `ondata eval` runs, read from <data_dir>/evaluations/<id>/.
+
+The evaluation package writes each run's summary.json there; the API only reads those files
+(it never imports evaluation). A folder without a readable summary.json is not listed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from api.deps import SettingsDep, require_api_key
+from api.schemas import EvaluationList, EvaluationRunOut
+from core.errors import EvaluationNotFoundError
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["evaluations"])
+
+RUNS_DIR = "evaluations"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+# Plain `def` routes: they read files, so FastAPI runs them in its thread pool.
+
+
+@router.get("/v1/evaluations")
+def list_evaluations(settings: SettingsDep) -> EvaluationList:
+    """Every readable run, newest first."""
+    root = settings.data_dir / RUNS_DIR
+    folders = [f for f in root.iterdir() if f.is_dir()] if root.is_dir() else []
+    found = [run_out(f.name, s) for f in folders if (s := _summary(f)) is not None]
+    found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return EvaluationList(data=found)
+
+
+@router.get("/v1/evaluations/{run_id}")
+def get_evaluation(run_id: str, settings: SettingsDep) -> dict[str, Any]:
+    """The run's full summary.json."""
+    summary = _summary(settings.data_dir / RUNS_DIR / run_id) if _RUN_ID.match(run_id) else None
+    if summary is None:
+        raise EvaluationNotFoundError(f"evaluation {run_id!r} does not exist", param="run_id")
+    return summary
+
+
+def _summary(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "kind" in data else None
+
+
+def run_out(folder_name: str, summary: dict[str, Any]) -> EvaluationRunOut:
+    """The list entry of a run (pure)."""
+    gate = summary.get("gate")
+    return EvaluationRunOut(
+        id=folder_name,
+        kind=str(summary["kind"]),
+        dataset=str(summary.get("dataset", "")),
+        created_at=str(summary.get("created_at", "")),
+        split=summary.get("split"),
+        queries=summary.get("queries"),
+        questions=summary.get("questions"),
+        seconds=summary.get("seconds"),
+        gate_passed=gate.get("passed") if isinstance(gate, dict) else None,
+    )
