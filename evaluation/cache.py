@@ -1,8 +1,9 @@
 """Indexes built from evaluation corpora, cached under <data_dir>/eval-cache and reused.
 
-An entry is keyed by the corpus bytes, the settings that shape an index (embedding, chunking
-and any section not known to be irrelevant) and the source of the ingestion and indexing
-code, so a change to any of them re-ingests instead of silently measuring a stale index.
+An entry is keyed by the corpus bytes, the settings that shape an index (the embedding model
+and window, chunking, BM25) and the source of the code that turns documents into chunks,
+vectors and BM25 terms, so a change to any of them re-ingests instead of silently measuring
+a stale index.
 Each entry is a small data dir of its own (Edge shard + SQLite registry), so evaluation never
 touches the user's indexes. Only the newest entry of each dataset is kept.
 """
@@ -37,10 +38,15 @@ logger = logging.getLogger(__name__)
 CACHE_DIR = "eval-cache"
 INDEX_NAME = "corpus"
 _COMPLETE = "complete.json"
-# Settings sections that do not change what an index holds.
-_NOT_INDEX_SHAPING = frozenset(
-    {"data_dir", "database_url", "default_index", "index", "ingest", "chat", "api", "evaluation"}
-)
+# The settings that change what an index holds (an allow-list: new settings sections, such as
+# server or queue options, must not invalidate every cached index). Sections named here that
+# do not exist yet (e.g. BM25 parameters) are included once they do.
+_INDEX_SHAPING: dict[str, set[str] | None] = {
+    "embedding": {"backend", "model", "base_url", "dimensions", "max_seq_length"},
+    "chunking": None,  # every field
+    "sparse": None,
+    "bm25": None,
+}
 # Modules whose code decides what goes into an index (chunks, their vectors and BM25 terms);
 # query-side code (search, fusion, the index adapters' queries) is not part of the key.
 _PIPELINE_MODULES = (
@@ -78,9 +84,19 @@ def key_material(settings: Settings, corpus_hash: str) -> dict[str, Any]:
     """What the cache key is made of (also written beside the entry, for humans)."""
     return {
         "corpus": corpus_hash,
-        "settings": settings.model_dump(mode="json", exclude=set(_NOT_INDEX_SHAPING)),
+        "settings": _index_shaping(settings),
         "code": code_fingerprint(),
     }
+
+
+def _index_shaping(settings: Settings) -> dict[str, Any]:
+    dumped = settings.model_dump(mode="json")
+    shaping: dict[str, Any] = {}
+    for section, fields in _INDEX_SHAPING.items():
+        values = dumped.get(section)
+        if isinstance(values, dict):
+            shaping[section] = {k: v for k, v in values.items() if fields is None or k in fields}
+    return shaping
 
 
 def code_fingerprint() -> str:
