@@ -169,9 +169,14 @@ def _info(row: ApiKeyRecord) -> ApiKeyInfo:
         indexes=None if row.indexes is None else tuple(row.indexes),
         requests_per_minute=row.requests_per_minute,
         tokens_per_minute=row.tokens_per_minute,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
+        created_at=_utc(row.created_at),
+        revoked_at=None if row.revoked_at is None else _utc(row.revoked_at),
     )
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; they were written in UTC
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def principal_for(info: ApiKeyInfo) -> Principal:
