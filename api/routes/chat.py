@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
+from api.auth import Caller
 from api.convert import (
     answer_request,
     chat_messages,
@@ -17,10 +18,11 @@ from api.convert import (
     included_contexts,
     plain_completion,
 )
-from api.deps import AnswersDep, SettingsDep, require_api_key
+from api.deps import AnswersDep, CallerDep, SettingsDep, require_api_key
 from api.schemas import ChatCompletion, ChatCompletionRequest
 from api.streaming import ChunkHead, grounded_frames, open_stream, plain_frames
 from core.errors import ChatModelNotConfiguredError, RequestTooLargeError
+from core.metrics import phase
 from core.settings import Settings
 from retrieval.answer import AnswerService
 from retrieval.chat import ChatModel
@@ -36,10 +38,10 @@ PLAIN_PREFETCH = 1
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    body: ChatCompletionRequest, answers: AnswersDep, settings: SettingsDep
+    body: ChatCompletionRequest, answers: AnswersDep, settings: SettingsDep, caller: CallerDep
 ) -> Response:
     """OpenAI chat completions; with `data_sources`, a grounded answer with citations."""
-    return await _complete(body, answers=answers, settings=settings)
+    return await _complete(body, answers=answers, settings=settings, caller=caller)
 
 
 @router.post("/openai/deployments/{deployment}/chat/completions", response_model=ChatCompletion)
@@ -48,16 +50,17 @@ async def azure_chat_completions(
     body: ChatCompletionRequest,
     answers: AnswersDep,
     settings: SettingsDep,
+    caller: CallerDep,
     api_version: Annotated[str | None, Query(alias="api-version")] = None,
 ) -> Response:
     """The Azure OpenAI path, so `AzureOpenAI` clients work unchanged (deployment = model)."""
     if body.model is None:
         body = body.model_copy(update={"model": deployment})
-    return await _complete(body, answers=answers, settings=settings)
+    return await _complete(body, answers=answers, settings=settings, caller=caller)
 
 
 async def _complete(
-    body: ChatCompletionRequest, *, answers: AnswerService, settings: Settings
+    body: ChatCompletionRequest, *, answers: AnswerService, settings: Settings, caller: Caller
 ) -> Response:
     if len(body.messages) > settings.api.max_messages:
         raise RequestTooLargeError(
@@ -65,7 +68,7 @@ async def _complete(
             param="messages",
         )
     if body.data_sources:
-        return await _grounded(body, answers)
+        return await _grounded(body, answers, caller)
     model = answers.chat_model
     if model is None:
         raise ChatModelNotConfiguredError(
@@ -74,7 +77,7 @@ async def _complete(
             "to use a chat model without data_sources.",
             param="data_sources",
         )
-    return await _plain(body, model)
+    return await _plain(body, model, caller)
 
 
 def _ids() -> tuple[str, int]:
@@ -85,16 +88,20 @@ def _wants_usage(body: ChatCompletionRequest) -> bool:
     return body.stream_options is not None and body.stream_options.include_usage
 
 
-async def _grounded(body: ChatCompletionRequest, answers: AnswerService) -> Response:
-    request = answer_request(body)
+async def _grounded(
+    body: ChatCompletionRequest, answers: AnswerService, caller: Caller
+) -> Response:
+    request = caller.scoped_answer(answer_request(body))
+    estimate = await caller.admit_messages(request.messages, model=answers.model_name)
     include = included_contexts(body)
     id_, created = _ids()
     if not body.stream:
         answer = await answers.answer(request)
+        await caller.settle(answer.prompt_tokens + answer.completion_tokens, estimate=estimate)
         completion = grounded_completion(answer, include=include, id_=id_, created=created)
         return JSONResponse(completion.model_dump(exclude_none=True))
     frames = grounded_frames(
-        answers.stream(request),
+        caller.settling(answers.stream(request), estimate=estimate),
         head=ChunkHead(id_, created, answers.model_name),
         include=include,
         include_usage=_wants_usage(body),
@@ -102,11 +109,14 @@ async def _grounded(body: ChatCompletionRequest, answers: AnswerService) -> Resp
     return await open_stream(frames, prefetch=GROUNDED_PREFETCH)
 
 
-async def _plain(body: ChatCompletionRequest, model: ChatModel) -> Response:
+async def _plain(body: ChatCompletionRequest, model: ChatModel, caller: Caller) -> Response:
     messages, params = chat_messages(body.messages), chat_params(body)
+    estimate = await caller.admit_messages(messages, model=model.name)
     id_, created = _ids()
     if not body.stream:
-        result = await model.complete(messages, params=params)
+        with phase("generate"):
+            result = await model.complete(messages, params=params)
+        await caller.settle(result.prompt_tokens + result.completion_tokens, estimate=estimate)
         completion = plain_completion(result, id_=id_, created=created)
         return JSONResponse(completion.model_dump(exclude_none=True))
     frames = plain_frames(
