@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import open_access
 from api.errors import error_body, install_error_handlers
 from api.observability import install_observability
-from api.routes import chat, evaluations, health, keys, models, search
+from api.routes import chat, conversations, evaluations, health, keys, models, search
 from api.services import open_services
 from core.settings import Settings
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (chat, search, models, evaluations, health):
+    for module in (chat, conversations, search, models, evaluations, health):
         app.include_router(module.router)
     app.include_router(keys.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)

@@ -117,6 +117,8 @@ class ChatCompletionRequest(_Request):
     user: str | None = None
     n: int = 1
     data_sources: list[DataSource] | None = None
+    # ondata: store this exchange in that conversation (see api/history.py)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("n")
     @classmethod

@@ -108,6 +108,25 @@ class DocumentNotFoundError(NotFoundError):
     code = "document_not_found"
 
 
+class ConversationNotFoundError(NotFoundError):
+    """The caller has no conversation with that id."""
+
+    code = "conversation_not_found"
+
+
+class MessageNotFoundError(NotFoundError):
+    """The conversation has no message with that id."""
+
+    code = "message_not_found"
+
+
+class ConversationExistsError(InvalidRequestError):
+    """The caller already has a conversation with that id."""
+
+    status_code = 409
+    code = "conversation_exists"
+
+
 class InvalidDatasetError(InvalidRequestError):
     """An evaluation dataset is missing a file or holds a malformed record."""
 

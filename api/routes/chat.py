@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
-from api.auth import Caller
 from api.convert import (
     answer_request,
     chat_messages,
@@ -18,11 +15,11 @@ from api.convert import (
     included_contexts,
     plain_completion,
 )
-from api.deps import AnswersDep, CallerDep, SettingsDep, require_api_key
+from api.deps import AnswersDep, SettingsDep, require_api_key
+from api.history import ChatHistory, ChatHistoryDep, HistoryRecorder
 from api.schemas import ChatCompletion, ChatCompletionRequest
 from api.streaming import ChunkHead, grounded_frames, open_stream, plain_frames
 from core.errors import ChatModelNotConfiguredError, RequestTooLargeError
-from core.metrics import phase
 from core.settings import Settings
 from retrieval.answer import AnswerService
 from retrieval.chat import ChatModel
@@ -38,10 +35,13 @@ PLAIN_PREFETCH = 1
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    body: ChatCompletionRequest, answers: AnswersDep, settings: SettingsDep, caller: CallerDep
+    body: ChatCompletionRequest,
+    answers: AnswersDep,
+    settings: SettingsDep,
+    history: ChatHistoryDep,
 ) -> Response:
     """OpenAI chat completions; with `data_sources`, a grounded answer with citations."""
-    return await _complete(body, answers=answers, settings=settings, caller=caller)
+    return await _complete(body, answers=answers, settings=settings, history=history)
 
 
 @router.post("/openai/deployments/{deployment}/chat/completions", response_model=ChatCompletion)
@@ -50,25 +50,30 @@ async def azure_chat_completions(
     body: ChatCompletionRequest,
     answers: AnswersDep,
     settings: SettingsDep,
-    caller: CallerDep,
+    history: ChatHistoryDep,
     api_version: Annotated[str | None, Query(alias="api-version")] = None,
 ) -> Response:
     """The Azure OpenAI path, so `AzureOpenAI` clients work unchanged (deployment = model)."""
     if body.model is None:
         body = body.model_copy(update={"model": deployment})
-    return await _complete(body, answers=answers, settings=settings, caller=caller)
+    return await _complete(body, answers=answers, settings=settings, history=history)
 
 
 async def _complete(
-    body: ChatCompletionRequest, *, answers: AnswerService, settings: Settings, caller: Caller
+    body: ChatCompletionRequest,
+    *,
+    answers: AnswerService,
+    settings: Settings,
+    history: ChatHistory,
 ) -> Response:
     if len(body.messages) > settings.api.max_messages:
         raise RequestTooLargeError(
             f"{len(body.messages)} messages; at most {settings.api.max_messages} are accepted",
             param="messages",
         )
+    recorder = history.recorder(body)
     if body.data_sources:
-        return await _grounded(body, answers, caller)
+        return await _grounded(body, answers, recorder)
     model = answers.chat_model
     if model is None:
         raise ChatModelNotConfiguredError(
@@ -77,11 +82,7 @@ async def _complete(
             "to use a chat model without data_sources.",
             param="data_sources",
         )
-    return await _plain(body, model, caller)
-
-
-def _ids() -> tuple[str, int]:
-    return f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    return await _plain(body, model, recorder)
 
 
 def _wants_usage(body: ChatCompletionRequest) -> bool:
@@ -89,41 +90,44 @@ def _wants_usage(body: ChatCompletionRequest) -> bool:
 
 
 async def _grounded(
-    body: ChatCompletionRequest, answers: AnswerService, caller: Caller
+    body: ChatCompletionRequest, answers: AnswerService, recorder: HistoryRecorder
 ) -> Response:
-    request = caller.scoped_answer(answer_request(body))
-    estimate = await caller.admit_messages(request.messages, model=answers.model_name)
+    request = answer_request(body)
     include = included_contexts(body)
-    id_, created = _ids()
+    id_, created = recorder.message_id, recorder.created
     if not body.stream:
         answer = await answers.answer(request)
-        await caller.settle(answer.prompt_tokens + answer.completion_tokens, estimate=estimate)
+        await recorder.record_answer(answer)
         completion = grounded_completion(answer, include=include, id_=id_, created=created)
-        return JSONResponse(completion.model_dump(exclude_none=True))
+        return JSONResponse(completion.model_dump(exclude_none=True), headers=recorder.headers())
     frames = grounded_frames(
-        caller.settling(answers.stream(request), estimate=estimate),
+        recorder.watch_events(answers.stream(request)),
         head=ChunkHead(id_, created, answers.model_name),
         include=include,
         include_usage=_wants_usage(body),
     )
-    return await open_stream(frames, prefetch=GROUNDED_PREFETCH)
+    response = await open_stream(frames, prefetch=GROUNDED_PREFETCH)
+    response.headers.update(recorder.headers())
+    return response
 
 
-async def _plain(body: ChatCompletionRequest, model: ChatModel, caller: Caller) -> Response:
+async def _plain(
+    body: ChatCompletionRequest, model: ChatModel, recorder: HistoryRecorder
+) -> Response:
     messages, params = chat_messages(body.messages), chat_params(body)
-    estimate = await caller.admit_messages(messages, model=model.name)
-    id_, created = _ids()
+    id_, created = recorder.message_id, recorder.created
     if not body.stream:
-        with phase("generate"):
-            result = await model.complete(messages, params=params)
-        await caller.settle(result.prompt_tokens + result.completion_tokens, estimate=estimate)
+        result = await model.complete(messages, params=params)
+        await recorder.record_text(result.content, model=result.model)
         completion = plain_completion(result, id_=id_, created=created)
-        return JSONResponse(completion.model_dump(exclude_none=True))
+        return JSONResponse(completion.model_dump(exclude_none=True), headers=recorder.headers())
     frames = plain_frames(
-        model.stream(messages, params=params),
+        recorder.watch_text(model.stream(messages, params=params), model=model.name),
         head=ChunkHead(id_, created, model.name),
         include_usage=_wants_usage(body),
         prompt_tokens=message_tokens(messages, model=model.name),
         count_tokens=lambda text: count_tokens(text, model=model.name),
     )
-    return await open_stream(frames, prefetch=PLAIN_PREFETCH)
+    response = await open_stream(frames, prefetch=PLAIN_PREFETCH)
+    response.headers.update(recorder.headers())
+    return response

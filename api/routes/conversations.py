@@ -1,0 +1,133 @@
+"""Chat history: the caller's conversations (list, create, read, rename, delete), feedback on
+answers, and every caller's feedback for administrators.
+
+Readers see and change only their own conversations; another caller's id is a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import Admin, Reader
+from api.history import ConversationsDep, OwnerDep
+from api.history_schemas import (
+    ConversationCreate,
+    ConversationDeleted,
+    ConversationDetailOut,
+    ConversationList,
+    ConversationOut,
+    ConversationRename,
+    FeedbackDeleted,
+    FeedbackIn,
+    FeedbackList,
+    FeedbackOut,
+    conversation_detail_out,
+    conversation_out,
+    feedback_out,
+    feedback_review_out,
+)
+from core.conversations import FeedbackCategory, Rating
+
+router = APIRouter(tags=["conversations"])
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+Offset = Annotated[int, Query(ge=0)]
+CONVERSATION = "/v1/conversations/{conversation_id}"
+FEEDBACK = CONVERSATION + "/messages/{message_id}/feedback"
+
+
+@router.get("/v1/conversations")
+async def list_conversations(
+    _: Reader, owner: OwnerDep, store: ConversationsDep, limit: Limit = 50, offset: Offset = 0
+) -> ConversationList:
+    """The caller's conversations, most recently updated first (without messages)."""
+    rows = await asyncio.to_thread(store.list_conversations, owner, limit=limit, offset=offset)
+    return ConversationList(data=[conversation_out(c) for c in rows])
+
+
+@router.post("/v1/conversations", status_code=status.HTTP_201_CREATED)
+async def create_conversation(
+    body: ConversationCreate, _: Reader, owner: OwnerDep, store: ConversationsDep
+) -> ConversationOut:
+    """An empty conversation; chat requests naming an unknown id also create one."""
+    row = await asyncio.to_thread(store.create_conversation, owner, body.id, title=body.title)
+    return conversation_out(row)
+
+
+@router.get(CONVERSATION)
+async def get_conversation(
+    conversation_id: str, _: Reader, owner: OwnerDep, store: ConversationsDep
+) -> ConversationDetailOut:
+    """The conversation with its messages (oldest first), citations, intent and feedback."""
+    row = await asyncio.to_thread(store.get_conversation, owner, conversation_id)
+    return conversation_detail_out(row)
+
+
+@router.patch(CONVERSATION)
+async def rename_conversation(
+    conversation_id: str,
+    body: ConversationRename,
+    _: Reader,
+    owner: OwnerDep,
+    store: ConversationsDep,
+) -> ConversationOut:
+    row = await asyncio.to_thread(store.rename, owner, conversation_id, body.title)
+    return conversation_out(row)
+
+
+@router.delete(CONVERSATION)
+async def delete_conversation(
+    conversation_id: str, _: Reader, owner: OwnerDep, store: ConversationsDep
+) -> ConversationDeleted:
+    """Delete the conversation with its messages and their feedback."""
+    await asyncio.to_thread(store.delete_conversation, owner, conversation_id)
+    return ConversationDeleted(id=conversation_id)
+
+
+@router.put(FEEDBACK)
+async def give_feedback(
+    conversation_id: str,
+    message_id: str,
+    body: FeedbackIn,
+    _: Reader,
+    owner: OwnerDep,
+    store: ConversationsDep,
+) -> FeedbackOut:
+    """Thumbs up or down on an answer (replaces earlier feedback on it)."""
+    feedback = await asyncio.to_thread(
+        store.set_feedback,
+        owner,
+        conversation_id,
+        message_id,
+        rating=body.rating,
+        categories=body.categories,
+        comment=body.comment,
+    )
+    return feedback_out(feedback)
+
+
+@router.delete(FEEDBACK)
+async def withdraw_feedback(
+    conversation_id: str, message_id: str, _: Reader, owner: OwnerDep, store: ConversationsDep
+) -> FeedbackDeleted:
+    deleted = await asyncio.to_thread(store.clear_feedback, owner, conversation_id, message_id)
+    return FeedbackDeleted(message_id=message_id, deleted=deleted)
+
+
+@router.get("/v1/feedback")
+async def list_feedback(
+    _: Admin,
+    store: ConversationsDep,
+    rating: Rating | None = None,
+    category: FeedbackCategory | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> FeedbackList:
+    """Every caller's feedback, newest first, with the answer it is about (administrators)."""
+    rows = await asyncio.to_thread(
+        store.list_feedback, rating=rating, category=category, limit=limit, offset=offset
+    )
+    return FeedbackList(data=[feedback_review_out(f) for f in rows])
