@@ -1,13 +1,16 @@
 """Grounded answers: intent -> search -> prompt -> model -> verified citations.
 
-Streaming contract (``AnswerService.stream``), the same as Azure "On Your Data":
+Streaming contract (``AnswerService.stream``), the same as Azure "On Your Data", in every
+path (chat model, extractive, refusal):
 
 1. ``AnswerContext`` first: intent, and the *candidate* citations -- every document given
    to the model, in prompt order, so ``citations[k-1]`` is ``[dock]`` -- plus, when asked,
    all_retrieved. Send it as the first chunk's ``delta.context``.
-2. ``AnswerDelta`` events: content as the model writes it, markers in prompt numbering
-   (indexes into the candidate list above). Markers that point at no document are dropped
-   on the fly. A reply that is the in_scope refusal comes out as exactly the refusal text.
+2. ``AnswerDelta`` events: the answer text in prompt numbering (markers index the candidate
+   list above). It is the streamed form of the complete answer: renumbered compactly with
+   ``verify_citations`` it is exactly ``answer().content`` -- markers that point at no
+   document dropped, the in_scope refusal as exactly the refusal text, the refusal too when
+   nothing else is left.
 3. ``AnswerDone`` last: the verified ``Answer`` exactly as ``answer()`` would return it
    (cited documents only, compact numbering, usage). Streaming clients that want the
    compact form use it; the SSE route may ignore it except for usage.
@@ -190,7 +193,8 @@ class AnswerService:
         with phase("retrieve"):
             grounding = await self._ground(request)
         with phase("generate"):
-            return await self._grounded_answer(request, grounding)
+            result = await self._complete_text(request, grounding)
+            return self._answer(request, grounding, result.content, result)
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
         """AnswerContext, then AnswerDelta*, then AnswerDone (see the module docstring)."""
@@ -202,25 +206,24 @@ class AnswerService:
             all_retrieved=grounding.search.all_retrieved if request.include_all_retrieved else (),
             model=self.model_name,
         )
+        text = _StreamedText(document_count=len(grounding.documents), in_scope=request.in_scope)
         if _must_refuse(request, grounding) or isinstance(self._model, ExtractiveAnswerer):
-            answer = await self._grounded_answer(request, grounding)
-            yield AnswerDelta(answer.content)
-            yield AnswerDone(answer)
+            result = await self._complete_text(request, grounding)
+            yield AnswerDelta(text.feed(result.content) + text.flush())
+            yield AnswerDone(self._answer(request, grounding, result.content, result))
             return
         raw: list[str] = []
-        async for piece in self._stream_text(request, grounding, raw):
+        async for piece in self._stream_text(request, grounding, text, raw):
             yield AnswerDelta(piece)
-        text = "".join(raw)
-        usage = ChatResult(text, self.model_name, 0, count_tokens(text, model=self.model_name))
-        yield AnswerDone(self._answer(request, grounding, text, usage))
+        content = "".join(raw)  # the stream reports no usage: _answer counts the tokens
+        unreported = ChatResult(content, self.model_name)
+        yield AnswerDone(self._answer(request, grounding, content, unreported))
 
-    async def _grounded_answer(self, request: AnswerRequest, grounding: _Grounding) -> Answer:
-        """The answer once grounded: the refusal, or a complete generation verified."""
+    async def _complete_text(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
+        """The unverified answer text once grounded: the refusal, or a complete generation."""
         if _must_refuse(request, grounding):
-            empty = ChatResult("", self.model_name)
-            return self._answer(request, grounding, NOT_FOUND_MESSAGE, empty)
-        result = await self._generate(request, grounding)
-        return self._answer(request, grounding, result.content, result)
+            return ChatResult(NOT_FOUND_MESSAGE, self.model_name)
+        return await self._generate(request, grounding)
 
     async def aclose(self) -> None:
         """Close the chat model's client, if any."""
@@ -262,21 +265,23 @@ class AnswerService:
         return await self._model.complete(grounding.prompt.messages, params=self._params(request))
 
     async def _stream_text(
-        self, request: AnswerRequest, grounding: _Grounding, raw: list[str]
+        self,
+        request: AnswerRequest,
+        grounding: _Grounding,
+        text: _StreamedText,
+        raw: list[str],
     ) -> AsyncIterator[str]:
-        """Model deltas with unknown markers dropped; a refusal comes out as the exact text."""
+        """The model's deltas in their streamed form (`_StreamedText`); `raw` gets them as is."""
         assert grounding.prompt is not None
         assert not isinstance(self._model, ExtractiveAnswerer)
-        markers = StreamingMarkerFilter(len(grounding.documents))
-        gate = _RefusalGate(enabled=request.in_scope)
         stream = self._model.stream(grounding.prompt.messages, params=self._params(request))
         async with aclosing(stream) as deltas:
             async for delta in deltas:
                 raw.append(delta)
-                out = markers.feed(gate.feed(delta))
+                out = text.feed(delta)
                 if out:
                     yield out
-        tail = markers.feed(gate.flush()) + markers.flush()
+        tail = text.flush()
         if tail:
             yield tail
 
@@ -310,6 +315,28 @@ class AnswerService:
         # extractive: what it read (the query and the documents)
         read = [*grounding.intent, *(d.chunk.content for d in grounding.documents)]
         return sum(count_tokens(text, model=self.model_name) for text in read)
+
+
+class _StreamedText:
+    """What the stream shows of an answer's text, so that it matches the complete answer.
+
+    Markers naming no document are dropped (prompt numbering kept), then the refusal gate;
+    the refusal sentence comes out when the text turns out empty (as `_answer` decides).
+    """
+
+    def __init__(self, *, document_count: int, in_scope: bool) -> None:
+        self._markers = StreamingMarkerFilter(document_count)
+        self._gate = _RefusalGate(enabled=in_scope)
+        self._emitted = False
+
+    def feed(self, delta: str) -> str:
+        out = self._gate.feed(self._markers.feed(delta))
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def flush(self) -> str:
+        out = self._gate.feed(self._markers.flush()) + self._gate.flush()
+        return out if out or self._emitted else NOT_FOUND_MESSAGE
 
 
 class _RefusalGate:

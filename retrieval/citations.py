@@ -22,7 +22,9 @@ _REFUSAL_PREFIX = "the requested information is not available in the retrieved d
 
 MARKER = re.compile(r"[ \t]*\[\s*doc\s*(\d+)((?:\s*,\s*(?:doc\s*)?\d+)*)\s*\]", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
-_PARTIAL_TAIL = re.compile(r"[ \t]*\[[^\]\n]{0,24}$")
+# what a delta may end with that the next delta can still turn into (part of) a marker:
+# an open bracket, or spaces that a removed marker would take with it
+_PARTIAL_TAIL = re.compile(r"\s*(?:\[[^\]\n]{0,64})?$")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def is_refusal(text: str) -> bool:
 
 def could_become_refusal(text: str) -> bool:
     """Whether a streamed prefix may still turn out to be the refusal sentence."""
-    plain = " ".join(text.split()).lower()
+    plain = " ".join(MARKER.sub("", text).split()).lower()
     if not plain:
         return True
     return _REFUSAL_PREFIX.startswith(plain) or plain.startswith(_REFUSAL_PREFIX)
@@ -94,25 +96,36 @@ def could_become_refusal(text: str) -> bool:
 class StreamingMarkerFilter:
     """Drops markers that name no document from streamed text, keeping prompt numbering.
 
-    A marker may be split across deltas, so a trailing ``[...`` is held back until it closes.
+    The streamed form of `verify_citations`: what it emits, renumbered compactly, is that
+    function's content (the same spaces removed, the text stripped). A marker may be split
+    across deltas, so a trailing ``[...`` -- and trailing whitespace, which a marker removed
+    next would take with it -- is held back until the next delta decides.
     """
 
     def __init__(self, document_count: int) -> None:
         self._count = document_count
         self._held = ""
+        self._started = False
         self.removed = 0
 
     def feed(self, delta: str) -> str:
         """Text that is safe to emit now."""
         text = self._held + delta
         tail = _PARTIAL_TAIL.search(text)
-        self._held = tail.group(0) if tail else ""
-        return self._clean(text[: tail.start()] if tail else text)
+        assert tail is not None  # the pattern matches the empty string at the end
+        self._held = tail.group(0)
+        return self._lstrip(self._clean(text[: tail.start()]))
 
     def flush(self) -> str:
         """Whatever was held back, once the stream has ended."""
         text, self._held = self._held, ""
-        return self._clean(text)
+        return self._lstrip(self._clean(text)).rstrip()
+
+    def _lstrip(self, text: str) -> str:
+        if not self._started:
+            text = text.lstrip()
+            self._started = bool(text)
+        return text
 
     def _clean(self, text: str) -> str:
         return MARKER.sub(self._replace, text)

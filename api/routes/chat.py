@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
+from api.auth import Caller
 from api.convert import (
     answer_request,
     chat_messages,
@@ -15,11 +16,12 @@ from api.convert import (
     included_contexts,
     plain_completion,
 )
-from api.deps import AnswersDep, SettingsDep, require_api_key
+from api.deps import AnswersDep, CallerDep, SettingsDep, require_api_key
 from api.history import ChatHistory, ChatHistoryDep, HistoryRecorder
 from api.schemas import ChatCompletion, ChatCompletionRequest
 from api.streaming import ChunkHead, grounded_frames, open_stream, plain_frames
 from core.errors import ChatModelNotConfiguredError, RequestTooLargeError
+from core.metrics import phase
 from core.settings import Settings
 from retrieval.answer import AnswerService
 from retrieval.chat import ChatModel
@@ -39,9 +41,10 @@ async def chat_completions(
     answers: AnswersDep,
     settings: SettingsDep,
     history: ChatHistoryDep,
+    caller: CallerDep,
 ) -> Response:
     """OpenAI chat completions; with `data_sources`, a grounded answer with citations."""
-    return await _complete(body, answers=answers, settings=settings, history=history)
+    return await _complete(body, answers=answers, settings=settings, history=history, caller=caller)
 
 
 @router.post("/openai/deployments/{deployment}/chat/completions", response_model=ChatCompletion)
@@ -51,12 +54,13 @@ async def azure_chat_completions(
     answers: AnswersDep,
     settings: SettingsDep,
     history: ChatHistoryDep,
+    caller: CallerDep,
     api_version: Annotated[str | None, Query(alias="api-version")] = None,
 ) -> Response:
     """The Azure OpenAI path, so `AzureOpenAI` clients work unchanged (deployment = model)."""
     if body.model is None:
         body = body.model_copy(update={"model": deployment})
-    return await _complete(body, answers=answers, settings=settings, history=history)
+    return await _complete(body, answers=answers, settings=settings, history=history, caller=caller)
 
 
 async def _complete(
@@ -65,6 +69,7 @@ async def _complete(
     answers: AnswerService,
     settings: Settings,
     history: ChatHistory,
+    caller: Caller,
 ) -> Response:
     if len(body.messages) > settings.api.max_messages:
         raise RequestTooLargeError(
@@ -73,7 +78,7 @@ async def _complete(
         )
     recorder = history.recorder(body)
     if body.data_sources:
-        return await _grounded(body, answers, recorder)
+        return await _grounded(body, answers, recorder, caller)
     model = answers.chat_model
     if model is None:
         raise ChatModelNotConfiguredError(
@@ -82,7 +87,7 @@ async def _complete(
             "to use a chat model without data_sources.",
             param="data_sources",
         )
-    return await _plain(body, model, recorder)
+    return await _plain(body, model, recorder, caller)
 
 
 def _wants_usage(body: ChatCompletionRequest) -> bool:
@@ -90,18 +95,20 @@ def _wants_usage(body: ChatCompletionRequest) -> bool:
 
 
 async def _grounded(
-    body: ChatCompletionRequest, answers: AnswerService, recorder: HistoryRecorder
+    body: ChatCompletionRequest, answers: AnswerService, recorder: HistoryRecorder, caller: Caller
 ) -> Response:
-    request = answer_request(body)
+    request = caller.scoped_answer(answer_request(body))
+    estimate = await caller.admit_messages(request.messages, model=answers.model_name)
     include = included_contexts(body)
     id_, created = recorder.message_id, recorder.created
     if not body.stream:
         answer = await answers.answer(request)
+        await caller.settle(answer.prompt_tokens + answer.completion_tokens, estimate=estimate)
         await recorder.record_answer(answer)
         completion = grounded_completion(answer, include=include, id_=id_, created=created)
         return JSONResponse(completion.model_dump(exclude_none=True), headers=recorder.headers())
     frames = grounded_frames(
-        recorder.watch_events(answers.stream(request)),
+        recorder.watch_events(caller.settling(answers.stream(request), estimate=estimate)),
         head=ChunkHead(id_, created, answers.model_name),
         include=include,
         include_usage=_wants_usage(body),
@@ -112,12 +119,15 @@ async def _grounded(
 
 
 async def _plain(
-    body: ChatCompletionRequest, model: ChatModel, recorder: HistoryRecorder
+    body: ChatCompletionRequest, model: ChatModel, recorder: HistoryRecorder, caller: Caller
 ) -> Response:
     messages, params = chat_messages(body.messages), chat_params(body)
+    estimate = await caller.admit_messages(messages, model=model.name)
     id_, created = recorder.message_id, recorder.created
     if not body.stream:
-        result = await model.complete(messages, params=params)
+        with phase("generate"):
+            result = await model.complete(messages, params=params)
+        await caller.settle(result.prompt_tokens + result.completion_tokens, estimate=estimate)
         await recorder.record_text(result.content, model=result.model)
         completion = plain_completion(result, id_=id_, created=created)
         return JSONResponse(completion.model_dump(exclude_none=True), headers=recorder.headers())

@@ -131,17 +131,7 @@ TWO_SECTIONS = (
 
 @pytest.mark.parametrize(
     "question",
-    [
-        HOTEL_QUESTION,
-        pytest.param(
-            TWO_SECTIONS,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="AnswerService.stream (extractive) sends compact [docN] numbering while "
-                "the context chunk lists the candidates in prompt order",
-            ),
-        ),
-    ],
+    [HOTEL_QUESTION, TWO_SECTIONS],
 )
 def test_streamed_markers_point_at_the_same_chunks_as_the_complete_answer(
     client: OpenAI, question: str

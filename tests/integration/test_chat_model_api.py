@@ -8,6 +8,7 @@ and the API key check.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,6 +119,34 @@ async def test_grounded_stream_through_the_chat_model_async(
     assert "180 euros" in text
     assert candidates[0]["filepath"] == "travel.md"
     assert openai_fake.requests_to("chat")[-1].body["stream"] is True
+
+
+def _resolved(text: str, citations: list[dict[str, Any]]) -> str:
+    """The text with each [docN] replaced by the chunk id it points at in `citations`."""
+    return re.sub(r"\[doc(\d+)\]", lambda m: f"<{citations[int(m[1]) - 1]['chunk_id']}>", text)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        " Trains [doc9] are first class [doc2] . Hotels [doc1, doc2] cost 180 [doc1] ",
+        "[doc1] The requested information is not available in the retrieved data.",
+        "[doc7]",
+    ],
+)
+def test_streamed_markers_resolve_like_the_complete_answer(
+    client: OpenAI, openai_fake: FakeOpenAIServer, reply: str
+) -> None:
+    for _ in range(2):  # the rewrite, then the answer; once streamed, once complete
+        openai_fake.reply('["hotel and train rules"]')
+        openai_fake.reply(reply)
+    ask = {"model": "m", "messages": _ask(), "extra_body": _sources(strictness=1)}
+    chunks = list(client.chat.completions.create(stream=True, **ask))  # type: ignore[call-overload]
+    complete = client.chat.completions.create(**ask).choices[0].message  # type: ignore[call-overload]
+    candidates = _context(chunks[0].choices[0].delta)["citations"]
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    expected = _resolved(complete.content or "", _context(complete)["citations"])
+    assert _resolved(streamed, candidates) == expected
 
 
 def test_azure_client_gets_grounded_answers_from_the_chat_model(base_url: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from core.errors import ChatModelRateLimitError, InvalidRequestError
+from core.models import Citation
 from core.settings import ChatSettings
 from retrieval.answer import (
     NOT_FOUND_MESSAGE,
@@ -19,6 +21,7 @@ from retrieval.answer import (
     AnswerService,
 )
 from retrieval.chat import EXTRACTIVE_MODEL_NAME, ChatMessage, ExtractiveAnswerer, make_chat_model
+from retrieval.citations import MARKER, marker_numbers
 from retrieval.embedders import Embedder
 from retrieval.index import QdrantEdgeIndex
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -51,6 +54,30 @@ def service(embedder: Embedder, index: QdrantEdgeIndex) -> AnswerService:
 
 def ask(question: str, **kw: object) -> AnswerRequest:
     return AnswerRequest(messages=(ChatMessage("user", question),), index_name="handbook", **kw)  # type: ignore[arg-type]
+
+
+def resolved(text: str, citations: Sequence[Citation]) -> str:
+    """The text with each [docN] replaced by the chunk id it points at in `citations`."""
+
+    def chunk_ids(match: re.Match[str]) -> str:
+        ids = (citations[n - 1].chunk_id for n in marker_numbers(match))
+        return match.group(0)[: -len(match.group(0).lstrip())] + "".join(f"<{i}>" for i in ids)
+
+    return MARKER.sub(chunk_ids, text)
+
+
+async def streamed_and_complete(service: AnswerService, request: AnswerRequest) -> tuple[str, str]:
+    """The streamed text resolved against the context chunk's candidates, and the complete
+    answer's text resolved against its citations (the stream's AnswerDone must be that answer).
+    """
+    events = [event async for event in service.stream(request)]
+    context, done = events[0], events[-1]
+    assert isinstance(context, AnswerContext)
+    assert isinstance(done, AnswerDone)
+    text = "".join(e.content for e in events if isinstance(e, AnswerDelta))
+    complete = await service.answer(request)
+    assert (done.answer.content, done.answer.citations) == (complete.content, complete.citations)
+    return resolved(text, context.citations), resolved(complete.content, complete.citations)
 
 
 async def test_extractive_answer_quotes_the_relevant_sentence_with_a_citation(
@@ -117,7 +144,7 @@ async def test_stream_yields_context_then_text_then_the_final_answer(
     assert isinstance(events[-1], AnswerDone)
     deltas = [e.content for e in events if isinstance(e, AnswerDelta)]
     final = events[-1].answer
-    assert "".join(deltas) == final.content
+    assert "".join(deltas).startswith("The cafeteria opens at eight")
     assert events[0].citations[0].chunk_id == "cafeteria"
     assert final.citations[0].chunk_id == "cafeteria"
     assert final == await service.answer(request)
@@ -130,6 +157,23 @@ async def test_stream_refusal_is_the_exact_sentence(service: AnswerService) -> N
     assert isinstance(events[0], AnswerContext)
     assert events[0].citations == ()
     assert [e.content for e in events if isinstance(e, AnswerDelta)] == [NOT_FOUND_MESSAGE]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "When does the cafeteria open?",
+        "How many vacation days, and what is the hotel limit in capital cities?",
+        # quotes the second candidate first: compact [doc1] would be the wrong candidate
+        "When does the cafeteria open and how long must a train journey be for first class?",
+        "What is the weather like on Mars?",
+    ],
+)
+async def test_extractive_stream_markers_point_at_what_the_complete_answer_cites(
+    service: AnswerService, question: str
+) -> None:
+    streamed, complete = await streamed_and_complete(service, ask(question, strictness=2))
+    assert streamed == complete
 
 
 @pytest.mark.parametrize(
@@ -297,6 +341,29 @@ async def test_chat_stream_refusal_is_the_exact_sentence(
     events = [e async for e in chat_service.stream(ask(HOTEL))]
     assert "".join(e.content for e in events if isinstance(e, AnswerDelta)) == NOT_FOUND_MESSAGE
     assert events[-1].answer.content == NOT_FOUND_MESSAGE  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Hotels cost 180 euros [doc2][doc7]. See [doc1].",
+        "  Breakfast [doc9] is included [doc2] . Hotels [doc1, doc3] cost 180 [doc1]  ",
+        "[doc1] The requested information is not available in the retrieved data. Sorry.",
+        "[doc9]",
+        "",
+        "The hotel limit is 180 euros [doc2].",
+    ],
+)
+@pytest.mark.parametrize("in_scope", [True, False])
+async def test_chat_stream_markers_point_at_what_the_complete_answer_cites(
+    chat_service: AnswerService, openai_fake: FakeOpenAIServer, reply: str, in_scope: bool
+) -> None:
+    for _ in range(2):  # the streamed request, then the complete one
+        openai_fake.reply('["hotel price"]')
+        openai_fake.reply(reply)
+    request = ask(HOTEL, strictness=1, in_scope=in_scope)
+    streamed, complete = await streamed_and_complete(chat_service, request)
+    assert streamed == complete
 
 
 async def test_chat_answer_passes_upstream_rate_limits_on(

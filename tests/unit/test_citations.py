@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
 from core.models import Chunk, ScoredChunk
 from retrieval.citations import (
     NOT_FOUND_MESSAGE,
@@ -91,3 +95,26 @@ def test_streaming_filter_passes_ordinary_brackets_through() -> None:
     flt = StreamingMarkerFilter(document_count=1)
     out = flt.feed("a [b] c [") + flt.feed("x]") + flt.flush()
     assert out == "a [b] c [x]"
+
+
+def _streamed(text: str, cuts: tuple[int, ...], document_count: int) -> str:
+    flt = StreamingMarkerFilter(document_count)
+    bounds = (0, *cuts, len(text))
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    return "".join(flt.feed(p) for p in pieces) + flt.flush()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "  Hotels cost 180 euros [doc2] [doc9]. See [doc1, doc7] and [doc2]  ",
+        "Breakfast [doc9] is included [doc3][doc3]. [x] [doc 2 , 4]\n[doc8] end [doc",
+    ],
+)
+def test_streaming_filter_renumbered_is_verify_citations_at_every_split(text: str) -> None:
+    complete = verify_citations(text, DOCS[:4])
+    for i in range(1, len(text)):
+        for j in range(i, len(text), 3):
+            streamed = verify_citations(_streamed(text, (i, j), document_count=4), DOCS[:4])
+            assert streamed.removed_markers == 0, (i, j)
+            assert (streamed.content, streamed.citations) == (complete.content, complete.citations)
