@@ -14,6 +14,7 @@ from api.auth import open_access
 from api.errors import error_body, install_error_handlers
 from api.observability import install_observability
 from api.routes import chat, conversations, evaluations, health, keys, models, search
+from api.routes.playground import install_playground
 from api.services import open_services
 from core.settings import Settings
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (chat, conversations, search, models, evaluations, health):
         app.include_router(module.router)
     app.include_router(keys.router)
+    install_playground(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
     install_observability(app)
     return app

@@ -1,0 +1,50 @@
+// Grouped bar charts as inline SVG (no library, nothing fetched); the tables next to them
+// carry the same numbers for screen readers.
+
+const SVG = "http://www.w3.org/2000/svg";
+const COLORS = ["#0b57d0", "#b3261e", "#146c2e", "#7c4dbd", "#a15c00", "#00677d"];
+
+function s(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+/**
+ * A grouped horizontal bar chart: one group per category, one bar per series.
+ * `series`: [{name, values: [number|null per category]}]; `max` defaults to the largest value.
+ */
+export function barChart({ title, categories, series, max, format = (v) => String(v) }) {
+  const barH = 14;
+  const gap = 10;
+  const labelW = 150;
+  const width = 560;
+  const plotW = width - labelW - 70;
+  const groupH = series.length * barH + gap;
+  const legendH = series.length > 1 ? 26 : 0;
+  const height = legendH + categories.length * groupH + 8;
+  const top = Math.max(max ?? 0, ...series.flatMap((x) => x.values.filter((v) => typeof v === "number"))) || 1;
+  const id = `chart-${Math.random().toString(36).slice(2, 9)}`;
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-labelledby": id, class: "chart" });
+  svg.append(s("title", { id }, title));
+  series.forEach((x, i) => {
+    if (series.length < 2) return;
+    const lx = labelW + i * 110;
+    svg.append(s("rect", { x: lx, y: 4, width: 12, height: 12, fill: COLORS[i % COLORS.length] }));
+    svg.append(s("text", { x: lx + 16, y: 14, class: "chart-legend" }, x.name));
+  });
+  categories.forEach((category, c) => {
+    const y0 = legendH + c * groupH;
+    svg.append(s("text", { x: labelW - 8, y: y0 + (series.length * barH) / 2 + 4, "text-anchor": "end", class: "chart-label" }, category));
+    series.forEach((x, i) => {
+      const value = x.values[c];
+      const y = y0 + i * barH;
+      const w = typeof value === "number" ? Math.max(1, (value / top) * plotW) : 0;
+      svg.append(s("rect", { x: labelW, y, width: w, height: barH - 2, fill: COLORS[i % COLORS.length] }));
+      svg.append(s("text", { x: labelW + w + 4, y: y + barH - 4, class: "chart-value" }, typeof value === "number" ? format(value) : "–"));
+    });
+  });
+  svg.append(s("line", { x1: labelW, x2: labelW, y1: legendH, y2: height - 8, class: "chart-axis" }));
+  return svg;
+}
