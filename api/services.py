@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from core.db import Store, make_engine
+from core.queue import JobConsumer, JobQueue
 from core.settings import Settings
 from retrieval.answer import AnswerService
 from retrieval.catalog import IndexCatalog
 from retrieval.chat import make_chat_model
 from retrieval.embedders import Embedder, make_embedder
+from retrieval.resources import WorkerResources
 from retrieval.search import Searcher
 from retrieval.sparse import Bm25Encoder
 
@@ -26,20 +28,40 @@ class Services:
     catalog: IndexCatalog
     searcher: Searcher
     answers: AnswerService
+    jobs: JobQueue
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Build the store, embedder, index catalog, searcher and answer service; close them after."""
+async def open_services(
+    settings: Settings, *, consume_jobs: bool = False
+) -> AsyncIterator[Services]:
+    """Build the store, embedder, index catalog, searcher, answer service and job queue; close
+    them after. With `consume_jobs` (the server), ingestion jobs also run in this process
+    when jobs.consumer_threads says so."""
     store = Store(make_engine(settings.resolved_database_url))
     embedder = make_embedder(settings.embedding)
     catalog = IndexCatalog(settings, store)
     searcher = Searcher(embedder=embedder, sparse=Bm25Encoder(), indexes=catalog)
     model = make_chat_model(settings.chat, embedder=embedder)
     answers = AnswerService(searcher=searcher, model=model, chat_settings=settings.chat)
+    queue = JobQueue(settings, store)
+    resources = WorkerResources(settings, store, embedder, catalog)
+    consumer = _start_consumer(queue, resources) if consume_jobs else None
     try:
-        yield Services(settings, store, embedder, catalog, searcher, answers)
+        yield Services(settings, store, embedder, catalog, searcher, answers, queue)
     finally:
+        if consumer is not None:
+            consumer.stop()
         await answers.aclose()
         catalog.close()
         store.engine.dispose()
+
+
+def _start_consumer(queue: JobQueue, resources: WorkerResources) -> JobConsumer | None:
+    """Ingestion jobs run in this process (sharing its open indexes) unless workers do it."""
+    threads = queue.config.consumer_threads
+    if threads == 0:
+        return None
+    consumer = JobConsumer(queue, workers=threads, context=resources)
+    consumer.start()
+    return consumer

@@ -23,6 +23,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -183,6 +184,26 @@ class Store:
                 )
             )
             return set(rows)
+
+    def set_origin(self, index_name: str, doc_ids: list[str], origin: str) -> None:
+        """Record what put these documents here (see DocumentRecord.origin)."""
+        if not doc_ids:
+            return
+        with self.session() as s:
+            s.execute(
+                update(DocumentRecord)
+                .where(DocumentRecord.index_name == index_name, DocumentRecord.doc_id.in_(doc_ids))
+                .values(origin=origin)
+            )
+
+    def documents_with_origin(self, index_name: str, origin: str) -> list[DocumentRecord]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(DocumentRecord).where(
+                    DocumentRecord.index_name == index_name, DocumentRecord.origin == origin
+                )
+            )
+            return list(rows)
 
     def delete_document(self, index_name: str, doc_id: str) -> bool:
         with self.session() as s:

@@ -149,6 +149,72 @@ class FileTooLargeError(OndataError):
     code = "file_too_large"
 
 
+class DecompressionBombError(FileTooLargeError):
+    """A compressed document (DOCX, XLSX, PPTX, ODT, EPUB) would unpack past the limits."""
+
+    code = "decompression_bomb"
+
+
+class IngestionJobNotFoundError(NotFoundError):
+    """No ingestion job has that id."""
+
+    code = "job_not_found"
+
+
+class JobNotCancellableError(OndataError):
+    """The ingestion job has already finished."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "job_not_cancellable"
+
+
+class IndexExistsError(OndataError):
+    """An index with that name already exists."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "index_exists"
+
+
+class IndexSettingImmutableError(OndataError):
+    """A setting fixed when the index was created was asked to change."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "index_setting_immutable"
+
+
+class IndexBusyError(OndataError):
+    """An ingestion job is writing the index right now."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "index_busy"
+
+
+class SourceNotAllowedError(InvalidRequestError):
+    """An ingestion source is outside the allowed folders or not an http(s) URL."""
+
+    code = "source_not_allowed"
+
+
+class JobQueueUnavailableError(OndataError):
+    """The task queue (SQLite file or Redis) could not take the job."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "queue_unavailable"
+
+
+class SourceUnavailableError(OndataError):
+    """An ingestion source (folder, URL) could not be read when the job ran."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+    code = "source_unavailable"
+
+
 class DocumentParseError(OndataError):
     """A document could not be parsed (damaged, encrypted, malformed)."""
 

@@ -71,6 +71,56 @@ class IngestSettings(BaseModel):
     file_timeout_s: float = Field(default=300.0, gt=0)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     ocr_languages: str = "eng"
+    # ZIP-based documents (DOCX, XLSX, PPTX, ODT, EPUB): refused before parsing when their
+    # members would unpack past this many bytes, or past this ratio once over 10 MB.
+    max_unpacked_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+
+
+class JobsSettings(BaseModel):
+    """Ingestion jobs: the task queue, workers and recovery, and what uploads and sources may be.
+
+    queue=sqlite (default): Huey on a SQLite file in data_dir, consumed by threads inside
+    `ondata serve`. queue=redis: Huey on Redis, consumed by `ondata worker` processes.
+    """
+
+    queue: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str | None = None
+    queue_name: str = "ondata"
+    # consumer threads inside `ondata serve` (None: 1 with the sqlite queue, 0 with redis)
+    embedded_workers: int | None = Field(default=None, ge=0, le=16)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    stale_after_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    busy_retry_s: float = Field(default=2.0, gt=0)
+    poll_s: float = Field(default=0.5, gt=0)
+    batch_documents: int = Field(default=16, ge=1)
+    # folders that folder sources may name (a source must resolve inside one of them)
+    source_roots: tuple[Path, ...] = ()
+    min_refresh_interval_s: int = Field(default=300, ge=1)
+    max_upload_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_upload_files: int = Field(default=100, ge=1)
+    max_url_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    url_timeout_s: float = Field(default=30.0, gt=0)
+    max_linked_pages: int = Field(default=50, ge=0)
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> JobsSettings:
+        if self.queue == "redis" and not self.redis_url:
+            raise ValueError(
+                "jobs.queue=redis needs ONDATA_JOBS__REDIS_URL (e.g. redis://redis:6379/0)"
+            )
+        if self.stale_after_s <= 2 * self.heartbeat_s:
+            raise ValueError("jobs.stale_after_s must be more than twice jobs.heartbeat_s")
+        return self
+
+    @property
+    def consumer_threads(self) -> int:
+        """Consumer threads `ondata serve` runs itself."""
+        if self.embedded_workers is not None:
+            return self.embedded_workers
+        return 1 if self.queue == "sqlite" else 0
 
 
 class ChatSettings(BaseModel):
@@ -155,6 +205,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()
+    jobs: JobsSettings = JobsSettings()
     chat: ChatSettings = ChatSettings()
     api: ApiSettings = ApiSettings()
     evaluation: EvaluationSettings = EvaluationSettings()

@@ -94,5 +94,8 @@ def delete_document(
 
 
 def register(app: typer.Typer) -> None:
+    from ingest.worker import worker
+
     app.command("ingest")(ingest)
+    app.command("worker")(worker)
     app.add_typer(documents_app, name="documents")

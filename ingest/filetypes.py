@@ -13,6 +13,7 @@ from charset_normalizer import from_bytes
 
 from core.errors import (
     DamagedDocumentError,
+    DecompressionBombError,
     DocumentParseError,
     EncryptedDocumentError,
     UnsupportedFileTypeError,
@@ -204,6 +205,47 @@ def check_office_container(path: Path, file_type: FileType) -> None:
     if not zipfile.is_zipfile(path):
         raise DamagedDocumentError(f"malformed {label}: not a ZIP package")
     _check_zip_members(path, file_type, label)
+
+
+RATIO_FLOOR_BYTES = 10 * 1024 * 1024
+"""Below this many unpacked bytes the compression ratio is not checked (it cannot hurt)."""
+MAX_ZIP_MEMBERS = 100_000
+
+
+def check_unpacked_size(
+    path: Path, file_type: FileType, *, max_bytes: int, max_ratio: float
+) -> None:
+    """Refuse a ZIP-based document (a decompression bomb) whose members declare more than
+    `max_bytes` unpacked, or a ratio over `max_ratio` once past RATIO_FLOOR_BYTES.
+
+    Reads only the central directory. The declared sizes bound what Python's zipfile (and so
+    python-docx, openpyxl, python-pptx) will ever inflate: it stops at a member's declared
+    size and fails its CRC check, so a lying header cannot unpack more.
+    """
+    if file_type not in _ZIP_TYPES or not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return  # check_office_container names the damage when the file is parsed
+    label = file_type.value.upper()
+    unpacked = sum(info.file_size for info in infos)
+    ratio = unpacked / max(path.stat().st_size, 1)
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise DecompressionBombError(
+            f"{label} has {len(infos)} parts; the limit is {MAX_ZIP_MEMBERS}"
+        )
+    if unpacked > max_bytes:
+        raise DecompressionBombError(
+            f"{label} would unpack to {unpacked} bytes; the limit is {max_bytes} "
+            "(ingest.max_unpacked_bytes)"
+        )
+    if unpacked > RATIO_FLOOR_BYTES and ratio > max_ratio:
+        raise DecompressionBombError(
+            f"{label} would unpack {ratio:.0f}x its size; the limit is {max_ratio:g}x "
+            "(ingest.max_compression_ratio)"
+        )
 
 
 def _check_zip_members(path: Path, file_type: FileType, label: str) -> None:

@@ -22,7 +22,12 @@ from core.errors import FileTooLargeError, NoExtractableTextError, NotFoundError
 from core.models import Document, Element
 from core.settings import IngestSettings
 from ingest.elements import first_title
-from ingest.filetypes import SUPPORTED_EXTENSIONS, FileType, detect_file_type
+from ingest.filetypes import (
+    SUPPORTED_EXTENSIONS,
+    FileType,
+    check_unpacked_size,
+    detect_file_type,
+)
 from ingest.parse_pool import ParserPool, ParseRunner
 
 __all__ = [
@@ -87,6 +92,12 @@ def parse_file(
     path = Path(path)
     size = _checked_size(path, settings)
     file_type = detect_file_type(path)
+    check_unpacked_size(
+        path,
+        file_type,
+        max_bytes=settings.max_unpacked_bytes,
+        max_ratio=settings.max_compression_ratio,
+    )
     request = ExtractRequest(str(path.resolve()), file_type, settings.ocr_languages)
     extracted = (runner or default_pool()).run(
         _extract_job, request, timeout_s=settings.file_timeout_s

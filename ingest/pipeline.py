@@ -38,6 +38,7 @@ class SparseEncoder(Protocol):
 class FailedDocument:
     source: str
     error: str
+    doc_id: str = ""
 
 
 @dataclass
@@ -49,6 +50,8 @@ class IngestReport:
     documents_failed: list[FailedDocument] = field(default_factory=list)
     chunks_written: int = 0
     seconds: float = 0.0
+    # doc_id -> "indexed" | "unchanged" | "failed": what happened to each document
+    outcomes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +157,7 @@ class IngestPipeline:
             try:
                 if self._is_unchanged(src.doc_id, file_sha256(src.path)):
                     report.documents_unchanged += 1
+                    report.outcomes[src.doc_id] = "unchanged"
                     continue
                 yield parse(src)
             except OndataError as exc:
@@ -170,6 +174,7 @@ class IngestPipeline:
         for doc in docs:
             if self._is_unchanged(doc.doc_id, doc.content_hash):
                 report.documents_unchanged += 1
+                report.outcomes[doc.doc_id] = "unchanged"
             else:
                 yield doc
             if progress:
@@ -211,6 +216,7 @@ class IngestPipeline:
                 self.index.delete(doc_id=doc.doc_id, keep_chunk_ids=[c.chunk_id for c in doc_chunks])
             report.documents_ingested += 1
             report.chunks_written += len(doc_chunks)
+            report.outcomes[doc.doc_id] = "indexed"
         self.store.save_documents([self._record(doc, len(cs)) for doc, cs in batch])
         logger.info("indexed documents=%d chunks=%d", len(batch), len(chunks))
 
@@ -230,7 +236,8 @@ class IngestPipeline:
         )
 
     def _record_failure(self, doc_id: str, source: str, error: str, report: IngestReport) -> None:
-        report.documents_failed.append(FailedDocument(source=source, error=error))
+        report.documents_failed.append(FailedDocument(source=source, error=error, doc_id=doc_id))
+        report.outcomes[doc_id] = "failed"
         previous = self.store.get_document(self.index_name, doc_id)
         if previous is not None and previous.status == STATUS_INDEXED:
             # Keep serving the last good version; the failure is reported to the caller.

@@ -1,0 +1,140 @@
+"""What may be ingested: upload file names and types, folder roots, URLs.
+
+Checked by the API when a request arrives and again by the worker when the job runs (a folder
+may have become a symlink since). Uploads are stored as
+<data_dir>/uploads/<index>/<unique>/<safe name>, so no name can reach outside that folder and
+two uploads never overwrite each other's bytes; a document's identity is (index, safe name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import unicodedata
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from core.errors import InvalidRequestError, SourceNotAllowedError, UnsupportedFileTypeError
+from core.settings import Settings
+
+SUPPORTED_UPLOAD_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".pdf",
+        ".docx",
+        ".pptx",
+        ".xlsx",
+        ".html",
+        ".htm",
+        ".md",
+        ".markdown",
+        ".txt",
+        ".csv",
+        ".tsv",
+        ".eml",
+        ".epub",
+        ".rtf",
+        ".odt",
+    }
+)
+"""The same set as ingest.filetypes.SUPPORTED_EXTENSIONS (a test keeps them equal)."""
+MAX_NAME_BYTES = 200
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f<>:\"|?*\\/]+")
+_SPACES = re.compile(r"\s+")
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def safe_filename(name: str) -> str:
+    """A file name that is safe on any filesystem: the last path segment of what the client
+    sent, normalised (NFC), without control or reserved characters, no leading dots, at most
+    MAX_NAME_BYTES bytes (extension kept). Raises InvalidRequestError if nothing is left."""
+    base = re.split(r"[\\/]", unicodedata.normalize("NFC", name))[-1]
+    base = _SPACES.sub(" ", _UNSAFE.sub("_", base)).strip(" ._")
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    ext = ext[:16]
+    budget = MAX_NAME_BYTES - len(ext.encode()) - 1
+    stem = stem.encode()[:budget].decode(errors="ignore").rstrip(" ._")
+    safe = f"{stem}.{ext}" if stem and ext else stem or ""
+    if not safe:
+        raise InvalidRequestError(f"file name {name!r} has no usable characters", param="files")
+    return safe
+
+
+def check_upload_type(name: str) -> str:
+    """The lower-case extension of a supported file name; UnsupportedFileTypeError (415) else."""
+    ext = Path(name).suffix.lower()
+    if ext not in SUPPORTED_UPLOAD_EXTENSIONS:
+        supported = ", ".join(sorted(SUPPORTED_UPLOAD_EXTENSIONS))
+        raise UnsupportedFileTypeError(
+            f"{name!r}: unsupported file type {ext or '(none)'}; supported: {supported}",
+            param="files",
+        )
+    return ext
+
+
+def upload_doc_id(index_name: str, safe_name: str) -> str:
+    """The document an upload becomes: the same name in the same index is the same document."""
+    key = f"upload://{index_name}/{safe_name}"
+    slug = _SLUG.sub("-", safe_name.lower()).strip("-")[:48].strip("-") or "doc"
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def uploads_root(settings: Settings, index_name: str | None = None) -> Path:
+    root = settings.data_dir.resolve() / "uploads"
+    return root / index_name if index_name else root
+
+
+def new_upload_path(settings: Settings, index_name: str, safe_name: str) -> Path:
+    """A fresh folder for one uploaded file (never shared), and the file's path in it."""
+    folder = uploads_root(settings, index_name) / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder / safe_name
+
+
+def remove_stored_upload(settings: Settings, source: str | None) -> bool:
+    """Delete an uploaded file's folder when `source` is one (anything else is left alone)."""
+    if not source:
+        return False
+    path = Path(source)
+    root = uploads_root(settings)
+    if not path.is_absolute() or path.parent.parent.parent != root:
+        return False
+    shutil.rmtree(path.parent, ignore_errors=True)
+    return True
+
+
+def check_folder_source(settings: Settings, folder: str) -> Path:
+    """The resolved folder if it lies inside one of jobs.source_roots (relative paths are
+    taken from the first root); SourceNotAllowedError otherwise."""
+    roots = [r.expanduser().resolve() for r in settings.jobs.source_roots]
+    if not roots:
+        raise SourceNotAllowedError(
+            "folder sources are disabled: set ONDATA_JOBS__SOURCE_ROOTS (a JSON list of folders)",
+            param="sources",
+        )
+    candidate = Path(folder).expanduser()
+    resolved = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        raise SourceNotAllowedError(
+            f"folder {folder!r} is outside the allowed roots (jobs.source_roots)", param="sources"
+        )
+    return resolved
+
+
+def inside_roots(settings: Settings, path: Path) -> bool:
+    """Whether a discovered file really lies in an allowed root (after resolving symlinks)."""
+    resolved = path.resolve()
+    return any(
+        resolved.is_relative_to(r.expanduser().resolve()) for r in settings.jobs.source_roots
+    )
+
+
+def check_url_source(url: str) -> str:
+    """The URL without its fragment if it is http(s) with a host; SourceNotAllowedError else."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        raise SourceNotAllowedError(f"{url!r} is not an http(s) URL", param="sources")
+    return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path or "/", parts.query, ""))
