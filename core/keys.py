@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Literal, get_args
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, func, select
@@ -203,13 +204,18 @@ class KeyStore:
         self,
         *,
         role: Role,
-        groups: Sequence[str] | None = (),
+        groups: Sequence[str] | EllipsisType | None = ...,
         indexes: Sequence[str] | None = None,
         name: str = "",
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
     ) -> CreatedKey:
-        """A new active key; the returned `key` is the only time the secret exists."""
+        """A new active key; the returned `key` is the only time the secret exists.
+
+        `groups` None reads every document; omitted, the role's default (`default_groups`).
+        """
+        if isinstance(groups, EllipsisType):
+            groups = default_groups(role)
         key_id = secrets.token_hex(_ID_BYTES)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
         row = ApiKeyRecord(
