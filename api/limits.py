@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from core.errors import RateLimitedError
 from core.keys import Principal
+from core.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class RateLimiter:
         limit = principal.requests_per_minute or self._rpm
         if limit is not None:
             wait = await self._take(f"{principal.subject}:requests", limit, cost=1, need=1)
-            _raise_if_waiting(wait, f"{limit} requests per minute")
+            _raise_if_waiting(wait, f"{limit} requests per minute", limit="requests")
 
     async def admit_tokens(self, principal: Principal, tokens: int) -> None:
         """Charge a request's estimated tokens; 429 while the key's tokens/minute are spent."""
@@ -128,7 +129,7 @@ class RateLimiter:
         if limit is not None:
             need = min(max(tokens, 1), limit)
             wait = await self._take(f"{principal.subject}:tokens", limit, cost=tokens, need=need)
-            _raise_if_waiting(wait, f"{limit} tokens per minute")
+            _raise_if_waiting(wait, f"{limit} tokens per minute", limit="tokens")
 
     async def charge_tokens(self, principal: Principal, tokens: int) -> None:
         """Charge tokens spent beyond the estimate (never refused; later requests wait)."""
@@ -148,8 +149,9 @@ class RateLimiter:
         await self._buckets.aclose()
 
 
-def _raise_if_waiting(wait: float, what: str) -> None:
+def _raise_if_waiting(wait: float, what: str, *, limit: str) -> None:
     if wait > 0:
+        RATE_LIMITED.labels(limit=limit).inc()
         raise RateLimitedError(
             f"Rate limit of {what} for this key reached; retry after {math.ceil(wait)} s.",
             retry_after=wait,

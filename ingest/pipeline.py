@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from core.db import DocumentRecord, IndexRecord, Store
 from core.errors import ConfigurationError, DocumentNotFoundError, OndataError
+from core.metrics import embedding_timer, record_ingest
 from core.models import Chunk, Document, SparseVector
 from core.settings import Settings
 from ingest.chunking import Chunker
@@ -120,6 +121,7 @@ class IngestPipeline:
         docs = self._parsed(files, parse=parse, report=report, progress=progress)
         self._write(docs, report=report)
         report.seconds = time.perf_counter() - started
+        _count(report)
         return report
 
     def ingest_documents(self, docs: Iterable[Document], *, progress: Progress | None = None) -> IngestReport:
@@ -128,6 +130,7 @@ class IngestPipeline:
         started = time.perf_counter()
         self._write(self._unchanged_filtered(docs, report=report, progress=progress), report=report)
         report.seconds = time.perf_counter() - started
+        _count(report)
         return report
 
     def delete_document(self, doc_id: str) -> int:
@@ -199,7 +202,8 @@ class IngestPipeline:
     def _flush(self, batch: Sequence[tuple[Document, list[Chunk]]], *, report: IngestReport) -> None:
         chunks = [c for _, cs in batch for c in cs]
         try:
-            vectors = self.embedder.embed([c.embed_text for c in chunks])
+            with embedding_timer("documents"):
+                vectors = self.embedder.embed([c.embed_text for c in chunks])
             items = [
                 IndexedChunk(chunk=c, dense=vectors[i], sparse=self.sparse.encode_document(c.embed_text))
                 for i, c in enumerate(chunks)
@@ -249,6 +253,16 @@ class IngestPipeline:
             )
         )
         logger.warning("failed source=%s error=%s", source, error)
+
+
+def _count(report: IngestReport) -> None:
+    """Add a run's outcome to the process's Prometheus counters (core/metrics.py)."""
+    record_ingest(
+        ingested=report.documents_ingested,
+        unchanged=report.documents_unchanged,
+        failed=len(report.documents_failed),
+        chunks=report.chunks_written,
+    )
 
 
 def ensure_index_record(store: Store, settings: Settings, name: str, *, embedder: Embedder) -> IndexRecord:

@@ -46,6 +46,7 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import InvalidRequestError
+from core.metrics import embedding_timer
 from core.models import ScoredChunk, SparseVector
 from retrieval.embedders import Embedder, Vectors
 from retrieval.index import FusionMethod, IndexQuery, MetadataFilter, SearchMode, VectorIndex
@@ -152,7 +153,8 @@ class Searcher:
             if vector is not None:
                 self._query_vectors.move_to_end(text)
                 return vector
-        vector = self._embedder.embed_query(text)
+        with embedding_timer("query"):
+            vector = self._embedder.embed_query(text)
         with self._cache_lock:
             self._query_vectors[text] = vector
             if len(self._query_vectors) > QUERY_CACHE_SIZE:
