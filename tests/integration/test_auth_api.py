@@ -402,3 +402,54 @@ def test_keys_cli_create_list_revoke(tmp_path: Path) -> None:
     bad = runner.invoke(cli_app, ["keys", "create", "--role", "root"], env=env)
     assert bad.exit_code == 2
     assert "role must be one of" in bad.output
+
+
+UPLOAD = {"files": ("note.txt", b"Reader uploads must be refused.", "text/plain")}
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "json_body", "files"),
+    [
+        ("reader", "POST", "/v1/indexes", {"name": "fresh"}, None),
+        ("contributor", "POST", "/v1/indexes", {"name": "fresh"}, None),
+        ("contributor", "DELETE", f"/v1/indexes/{INDEX}", None, None),
+        ("reader", "POST", f"/v1/indexes/{INDEX}/documents", None, UPLOAD),
+        ("reader", "GET", f"/v1/indexes/{INDEX}/documents", None, None),
+        ("reader", "DELETE", f"/v1/indexes/{INDEX}/documents/travel-md", None, None),
+        (
+            "reader",
+            "POST",
+            "/v1/ingestion/jobs",
+            {"index_name": INDEX, "sources": [{"url": "http://127.0.0.1:9/x"}]},
+            None,
+        ),
+        ("reader", "GET", "/v1/ingestion/jobs", None, None),
+        ("reader", "GET", "/v1/feedback", None, None),
+        ("scoped_elsewhere", "POST", f"/v1/indexes/{INDEX}/documents", None, UPLOAD),
+        ("scoped_elsewhere", "GET", f"/v1/indexes/{INDEX}", None, None),
+        ("scoped_elsewhere", "DELETE", f"/v1/indexes/{INDEX}", None, None),
+        ("scoped_elsewhere", "POST", "/v1/indexes", {"name": INDEX}, None),
+    ],
+)
+def test_auth_role_escalation_on_index_document_and_job_routes_is_403(
+    http: httpx.Client,
+    server: Server,
+    role: str,
+    method: str,
+    path: str,
+    json_body: dict[str, Any] | None,
+    files: dict[str, Any] | None,
+) -> None:
+    headers = _bearer(getattr(server.keys, role))
+    response = http.request(method, path, json=json_body, files=files, headers=headers)
+    _assert_error(response, 403, "permission_error")
+    # the index is untouched
+    assert http.get(f"/v1/indexes/{INDEX}", headers=_bearer(server.keys.admin)).status_code == 200
+
+
+def test_auth_scoped_admin_lists_only_its_indexes(http: httpx.Client, server: Server) -> None:
+    everything = http.get("/v1/indexes", headers=_bearer(server.keys.admin))
+    assert INDEX in {i["name"] for i in everything.json()["data"]}
+    scoped = http.get("/v1/indexes", headers=_bearer(server.keys.scoped_elsewhere))
+    assert scoped.status_code == 200
+    assert INDEX not in {i["name"] for i in scoped.json()["data"]}
