@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Engine
@@ -134,15 +134,19 @@ class Caller:
         await self.limiter.charge_tokens(self.principal, used - estimate)
 
     async def settling(
-        self, events: AsyncGenerator[AnswerEvent, None], *, estimate: int
+        self, events: AsyncIterator[AnswerEvent], *, estimate: int
     ) -> AsyncIterator[AnswerEvent]:
         """Pass a stream through, settling its usage when the final answer arrives."""
-        async with aclosing(events) as inner:
-            async for event in inner:
+        try:
+            async for event in events:
                 if isinstance(event, AnswerDone):
                     used = event.answer.prompt_tokens + event.answer.completion_tokens
                     await self.settle(used, estimate=estimate)
                 yield event
+        finally:
+            # a client that disconnects closes this generator; close the answer stream too
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
 
 
 _INDEX_PARAM = "data_sources.0.parameters.index_name"
