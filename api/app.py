@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import open_access
 from api.errors import error_body, install_error_handlers
-from api.observability import install_observability
+from api.observability import install_observability, watch_queue_depth
 from api.routes import chat, conversations, evaluations, health, keys, models, search
 from api.routes.indexes import install_ingestion_routes
 from api.routes.playground import install_playground
@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
             open_access(settings.api, services.store.engine) as access,
         ):
             app.state.services, app.state.access = services, access
+            watch_queue_depth(services.jobs.pending_count)
             yield
         app.state.services = app.state.access = None
 

@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
@@ -16,7 +18,13 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logging import request_id_var
-from core.metrics import HTTP_LATENCY, HTTP_REQUESTS, Timings, start_timings
+from core.metrics import (
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    Timings,
+    set_queue_depth_source,
+    start_timings,
+)
 
 logger = logging.getLogger("ondata.access")
 router = APIRouter(tags=["health"])
@@ -104,6 +112,19 @@ def _observe(scope: Scope, status: int, seconds: float) -> None:
         extra={"route": route, "status": status, "duration_ms": round(seconds * 1000, 1),
                "subject": principal},
     )
+
+
+def watch_queue_depth(pending: Callable[[], int]) -> None:
+    """Report `pending()` as ondata_queue_depth at each scrape (NaN when the queue is down)."""
+
+    def depth() -> float:
+        try:
+            return float(pending())
+        except Exception as exc:  # a scrape must not fail because the broker is unreachable
+            logger.warning("queue depth unavailable: %s", exc)
+            return math.nan
+
+    set_queue_depth_source(depth)
 
 
 def install_observability(app: FastAPI) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+from api.app import create_app
 from api.limits import MemoryTokenBuckets, RateLimiter, RedisTokenBuckets, TokenBuckets
+from core.db import make_engine
 from core.errors import RateLimitedError
-from core.keys import Principal
+from core.keys import KeyStore, Principal
+from core.settings import ApiSettings, Settings
+from tests.integration.api_support import serve_in_thread
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -108,3 +114,26 @@ async def test_limiter_admits_when_redis_is_unreachable() -> None:
         await limiter.admit_request(caller)
     finally:
         await limiter.aclose()
+
+
+def test_two_api_apps_on_one_redis_share_a_keys_limit(tmp_path: Path) -> None:
+    """N API processes, one limit: two apps (own limiter clients) with one store and Redis."""
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    api = ApiSettings(rate_limit_redis_url=REDIS_URL)
+    first, second = (
+        Settings(data_dir=tmp_path / name, database_url=database, api=api) for name in ("a", "b")
+    )
+    engine = make_engine(database)
+    key = KeyStore(engine).create(role="reader", requests_per_minute=3).key
+    engine.dispose()
+    headers = {"authorization": f"Bearer {key}"}
+    with (
+        serve_in_thread(create_app(first)) as one,
+        serve_in_thread(create_app(second)) as two,
+        httpx.Client(timeout=30, headers=headers) as http,
+    ):
+        statuses = [http.get(f"{url}/v1/models").status_code for url in (one, two, one, two)]
+        refused = http.get(f"{one}/v1/models")
+    assert statuses == [200, 200, 200, 429]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
