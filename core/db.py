@@ -231,3 +231,8 @@ class Store:
             if row is not None:
                 s.delete(row)
             s.query(DocumentRecord).filter(DocumentRecord.index_name == name).delete()
+
+
+# Tables defined next to the code that owns them register on Base when imported; import them
+# here so Base.metadata is always the whole schema (Alembic autogenerate, the schema tests).
+from core import conversations, keys  # noqa: E402, F401
