@@ -1,8 +1,9 @@
 """Embedding throughput: ONNX Runtime vs sentence-transformers (torch) on the same texts.
 
-Prints texts/s and word pieces/s for each backend on ~1000 SciFact abstracts (title + text)
-when ../shared/datasets is present, else on repeated sample sentences, plus how closely the
-two agree (min cosine). Usage: .venv/bin/python bench/embedders.py [--limit N] [--batch-size B]
+Prints, for each backend on ~1000 SciFact abstracts (title + text; repeated sample sentences
+when ../shared/datasets is absent): texts/s, word pieces/s, texts per CPU-second (steadier on a
+busy box), the median latency of one short query, and how closely the two agree (min cosine).
+Usage: .venv/bin/python bench/embedders.py [--limit N] [--batch-size B] [--repeats R]
 """
 
 from __future__ import annotations
@@ -47,25 +48,36 @@ def load_texts(limit: int) -> tuple[list[str], str]:
     return texts, "SciFact corpus"
 
 
-def timed(embedder: Embedder, texts: list[str]) -> tuple[float, Vectors]:
-    started = time.perf_counter()
+def timed(embedder: Embedder, texts: list[str]) -> tuple[float, float, Vectors]:
+    """Wall seconds, CPU seconds of this process (all threads), and the vectors."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     vectors = embedder.embed(texts)
-    return time.perf_counter() - started, vectors
+    return time.perf_counter() - started, time.process_time() - cpu_started, vectors
 
 
 def interleaved_best(
     backends: dict[str, Embedder], texts: list[str], repeats: int
-) -> dict[str, tuple[float, Vectors]]:
+) -> dict[str, tuple[float, float, Vectors]]:
     """Best time per backend, alternating backends each round so load spikes hit both alike."""
     for embedder in backends.values():
         embedder.embed(texts[:8])  # warm-up: lazy allocations, thread pools
-    best: dict[str, tuple[float, Vectors]] = {}
+    best: dict[str, tuple[float, float, Vectors]] = {}
     for _ in range(repeats):
         for label, embedder in backends.items():
-            seconds, vectors = timed(embedder, texts)
-            if label not in best or seconds < best[label][0]:
-                best[label] = (seconds, vectors)
+            result = timed(embedder, texts)
+            if label not in best or result[0] < best[label][0]:
+                best[label] = result
     return best
+
+
+def query_latency_ms(embedder: Embedder, n: int = 30) -> float:
+    """Median time of one embed_query on short distinct questions."""
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        embedder.embed_query(f"What does the handbook say about vacation days, question {i}?")
+        samples.append(time.perf_counter() - started)
+    return float(np.median(samples)) * 1000
 
 
 def main() -> None:
@@ -85,10 +97,13 @@ def main() -> None:
         "sentence-transformers": SentenceTransformerEmbedder.load(batch_size=args.batch_size),
     }
     results = interleaved_best(backends, texts, args.repeats)
-    for label, (seconds, _) in results.items():
+    for label, (seconds, cpu, _) in results.items():
         print(f"{label:>22}: {len(texts) / seconds:7.1f} texts/s  {pieces / seconds:8.0f} "
-              f"word pieces/s  ({seconds:.1f} s, best of {args.repeats})")
-    cosines = np.sum(results["onnx"][1] * results["sentence-transformers"][1], axis=1)
+              f"word pieces/s  {len(texts) / cpu:6.1f} texts/CPU-s  "
+              f"({seconds:.1f} s wall, {cpu:.1f} s CPU, best of {args.repeats})")
+    for label, embedder in backends.items():
+        print(f"{label:>22}: query latency median {query_latency_ms(embedder):.1f} ms")
+    cosines = np.sum(results["onnx"][2] * results["sentence-transformers"][2], axis=1)
     print(f"agreement: min cosine {cosines.min():.7f}, mean {cosines.mean():.7f}")
 
 
