@@ -4,6 +4,7 @@ whether auth is on at all (any key exists, auth_required, or a non-loopback bind
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -99,11 +100,18 @@ class AccessControl:
         )
 
     def _with_trusted_groups(self, principal: Principal, headers: Mapping[str, str]) -> Principal:
+        """A gateway's groups replace the key's. The subject then names the gateway's user (or,
+        without a user header, the group set), so one gateway key never pools the history of
+        users with different groups."""
         header = self.settings.trusted_groups_header
         if header is None or (value := headers.get(header)) is None:
             return principal
         groups = clean_names(value.split(","), param=header)
-        return replace(principal, groups=groups)
+        user_header = self.settings.trusted_user_header
+        user = headers.get(user_header, "") if user_header else ""
+        who = f"user:{user}" if user else f"groups:{','.join(sorted(groups))}"
+        subject = f"{principal.subject}~{hashlib.sha256(who.encode()).hexdigest()[:16]}"
+        return replace(principal, groups=groups, subject=subject)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,8 @@ class ApiSettings(BaseModel):
     # a gateway in front of ondata names the caller's ACL groups in this header (comma-separated);
     # only honoured when set, so never set it when clients can reach ondata directly
     trusted_groups_header: str | None = None
+    # and the end user's id in this one (history and limits are then per user, not per key)
+    trusted_user_header: str | None = None
     # per-key limits (a key may override them); None: unlimited
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)

@@ -31,6 +31,7 @@ from tests.integration.api_support import serve_in_thread
 
 INDEX = "acl"
 GROUPS_HEADER = "X-Ondata-Groups"
+USER_HEADER = "X-Ondata-User"
 DOCUMENTS = {
     "hr": (
         "salaries.md",
@@ -102,7 +103,7 @@ def _serve(settings: Settings, root: Path) -> Iterator[App]:
 def extractive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """The default answerer; a gateway's groups header is trusted here."""
     root = tmp_path_factory.mktemp("acl_extractive")
-    api = ApiSettings(trusted_groups_header=GROUPS_HEADER)
+    api = ApiSettings(trusted_groups_header=GROUPS_HEADER, trusted_user_header=USER_HEADER)
     yield from _serve(Settings(data_dir=root / "ondata", api=api), root)
 
 
@@ -284,3 +285,32 @@ def test_acl_groups_header_is_ignored_unless_configured(
     text = _probe(with_model, probe, QUESTIONS["hr"], headers)
     assert _leaks(text, with_model.markers["hr"]) == []
     assert _leaks(_sent_to_model(openai_fake), with_model.markers["hr"]) == []
+
+
+def _conversations(app: App, headers: dict[str, str]) -> set[str]:
+    with httpx.Client(base_url=app.url, timeout=60) as http:
+        response = http.get("/v1/conversations", headers=headers)
+    assert response.status_code == 200, response.text
+    return {c["id"] for c in response.json()["data"]}
+
+
+@pytest.mark.parametrize("user_header", [False, True])
+def test_acl_gateway_users_do_not_share_history_through_one_key(
+    extractive: App, user_header: bool
+) -> None:
+    """One gateway key, users with different groups: an answer stored for hr is not listed to
+    eng (conversations belong to the user, or without a user header to the group set)."""
+    admin = _bearer(extractive.keys["admin"])
+    hr = {**admin, GROUPS_HEADER: "hr", **({USER_HEADER: "ann"} if user_header else {})}
+    eng = {**admin, GROUPS_HEADER: "eng", **({USER_HEADER: "bob"} if user_header else {})}
+    conversation = f"hr-{user_header}"
+    body = {**_chat(QUESTIONS["hr"]), "conversation_id": conversation}
+    with httpx.Client(base_url=extractive.url, timeout=60) as http:
+        answered = http.post("/v1/chat/completions", json=body, headers=hr)
+        assert answered.status_code == 200, answered.text
+        assert SECRETS["hr"][0] in answered.text
+        stolen = http.get(f"/v1/conversations/{conversation}", headers=eng)
+    assert conversation in _conversations(extractive, hr)
+    assert conversation not in _conversations(extractive, eng)
+    assert stolen.status_code == 404
+    assert _leaks(stolen.text, extractive.markers["hr"]) == []
