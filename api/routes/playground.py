@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_PATH = "/static"
@@ -35,6 +35,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+_RAW_HEADERS = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,11 +50,9 @@ class PlaygroundFiles(StaticFiles):
     """The playground's assets, revalidated on every load so an upgrade shows at once."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: dict[str, object]) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                headers += [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), *_RAW_HEADERS]
             await send(message)
 
         await super().__call__(scope, receive, with_headers)

@@ -15,12 +15,10 @@ export function mountData(root, shell) {
   return () => page.stop();
 }
 
-/** Done / total counts of a job, whatever the progress object calls them. */
+/** Done / total / failed document counts of a job (JobProgress). */
 export function jobProgress(job) {
   const p = job.progress || {};
-  const total = p.total ?? p.documents_total ?? p.files_total ?? null;
-  const done = p.done ?? p.processed ?? (p.succeeded ?? 0) + (p.failed ?? 0) + (p.skipped ?? p.unchanged ?? 0);
-  return { done, total, failed: p.failed ?? 0 };
+  return { done: p.processed ?? 0, total: p.total ?? 0, failed: p.failed ?? 0 };
 }
 
 class DataPage {
@@ -79,15 +77,16 @@ class DataPage {
       const remove = h("button", { type: "button", class: "button small danger", text: "Delete", "aria-label": `Delete index ${index.name}`,
         on: { click: () => this.deleteIndex(index.name) } });
       return h("tr", { dataset: { index: index.name } },
-        h("th", { scope: "row" }, open),
+        h("th", { scope: "row" }, open, index.description ? h("span", { class: "hint block", text: index.description }) : null),
         h("td", { class: "num", text: count(index.document_count) }),
         h("td", { class: "num", text: count(index.chunk_count) }),
-        h("td", { text: index.description || "" }),
-        h("td", {}, remove));
+        h("td", { class: "row-actions" }, remove));
     });
     replace(this.indexesBox, h("table", {},
       h("caption", { class: "visually-hidden", text: "Indexes; select a name to manage its documents" }),
-      h("thead", {}, h("tr", {}, ["Name", "Documents", "Chunks", "Description", h("span", { class: "visually-hidden", text: "Actions" })].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col", text: "Name" }), h("th", { scope: "col", class: "num", text: "Docs" }),
+        h("th", { scope: "col", class: "num", text: "Chunks" }), h("th", { scope: "col" }, h("span", { class: "visually-hidden", text: "Actions" })))),
       h("tbody", {}, rows)));
   }
 
@@ -151,6 +150,17 @@ class DataPage {
           h("button", { type: "button", class: "button small secondary", text: "Refresh", on: { click: () => this.loadDocuments() } })),
         this.docsStatus, this.docsBox));
     this.loadDocuments();
+    this.loadJobs(name);
+  }
+
+  /** The index's recent jobs (newest first); unfinished ones are followed until they end. */
+  async loadJobs(name) {
+    try {
+      const body = await api("GET", `/v1/ingestion/jobs?index_name=${enc(name)}&limit=10`);
+      for (const job of (body.data || []).reverse()) this.trackJob(job.id, jobLabel(job), job);
+    } catch {
+      // Listing jobs is a convenience: jobs started here are still tracked.
+    }
   }
 
   async loadDocuments() {
@@ -178,12 +188,12 @@ class DataPage {
         h("td", { class: "num", text: count(doc.chunk_count) }),
         h("td", { class: "error-cell", text: doc.error || "" }),
         h("td", { text: formatDate(doc.updated_at || doc.ingested_at || doc.created_at) }),
-        h("td", {}, h("button", { type: "button", class: "button small danger", text: "Delete", "aria-label": `Delete document ${title}`,
+        h("td", { class: "row-actions" }, h("button", { type: "button", class: "button small danger", text: "Delete", "aria-label": `Delete document ${title}`,
           on: { click: () => this.deleteDocument(doc.doc_id, title) } })));
     });
     replace(this.docsBox, h("table", {},
       h("caption", { class: "visually-hidden", text: `Documents of index ${this.selected}` }),
-      h("thead", {}, h("tr", {}, ["Document", "Status", "Chunks", "Error", "Updated", h("span", { class: "visually-hidden", text: "Actions" })].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Document", "Status", "Chunks", "Error", "Updated", h("span", { class: "visually-hidden", text: "Actions" })].map((c) => h("th", { scope: "col", class: c === "Chunks" ? "num" : null }, c)))),
       h("tbody", {}, rows)));
   }
 
@@ -245,9 +255,9 @@ class DataPage {
     replace(status, h("div", { class: "progress-row" }, label, bar));
     try {
       const body = await uploadFiles(`/v1/indexes/${enc(name)}/documents`, files, fields, (f) => { bar.value = Math.round(f * 100); });
-      replace(status, h("p", { class: "hint", text: `Uploaded ${files.map((f) => f.name).join(", ")}; ingesting…` }));
       announce("Upload complete; ingestion started.");
       if (body?.job_id) this.trackJob(body.job_id, files.map((f) => f.name).join(", "));
+      replace(status);
     } catch (err) {
       replace(status, errorBox(err, this.shell));
     }
@@ -262,10 +272,13 @@ class DataPage {
     const source = h("input", { id: newId("source"), required: true, autocomplete: "off", spellcheck: "false" });
     const sourceLabel = h("label", { for: source.id, text: "Folder (on the server, under the allowed root)" });
     const refresh = h("input", { id: newId("refresh"), type: "number", min: 1, placeholder: "no schedule" });
+    const follow = h("input", { type: "checkbox", id: newId("follow") });
+    const followField = h("div", { class: "field inline", hidden: true }, follow, h("label", { for: follow.id, text: "Also ingest the pages it links to (one level)" }));
     const status = h("div", { role: "status" });
     const sync = () => {
       sourceLabel.textContent = url.checked ? "URL (http or https)" : "Folder (on the server, under the allowed root)";
       source.type = url.checked ? "url" : "text";
+      followField.hidden = !url.checked;
     };
     folder.addEventListener("change", sync);
     url.addEventListener("change", sync);
@@ -274,18 +287,19 @@ class DataPage {
         h("div", { class: "field inline" }, folder, h("label", { for: folder.id, text: "Folder" })),
         h("div", { class: "field inline" }, url, h("label", { for: url.id, text: "URL" }))),
       h("div", { class: "field" }, sourceLabel, source),
+      followField,
       field("Refresh every (minutes, optional)", refresh, "Re-run the job on a schedule: new and changed files are ingested, removed ones deleted."),
       h("div", { class: "actions" }, h("button", { type: "submit", class: "button", text: "Start job" })), status);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const value = source.value.trim();
-      const body = { index_name: name, sources: [url.checked ? { type: "url", url: value } : { type: "folder", path: value }] };
-      if (refresh.value) body.refresh_interval_minutes = Number(refresh.value);
+      const body = { index_name: name, sources: [url.checked ? { type: "url", url: value, crawl_depth: follow.checked ? 1 : 0 } : { type: "folder", path: value }] };
+      if (refresh.value) body.refresh_interval_s = Math.round(Number(refresh.value) * 60);
       try {
         const job = await api("POST", "/v1/ingestion/jobs", { json: body });
         replace(status);
         announce("Job started.");
-        this.trackJob(job.job_id || job.id, value);
+        this.trackJob(job.id, value);
       } catch (err) {
         replace(status, errorBox(err, this.shell, "Folder and URL jobs"));
       }
@@ -293,9 +307,13 @@ class DataPage {
     return form;
   }
 
-  trackJob(jobId, what) {
+  trackJob(jobId, what, known = null) {
     const item = h("li", { class: "job", dataset: { jobId } });
     this.jobsList.prepend(item);
+    if (known && FINISHED.has(known.status)) {
+      this.renderJob(item, known, what);
+      return;
+    }
     const poll = async () => {
       try {
         const job = await api("GET", `/v1/ingestion/jobs/${enc(jobId)}`);
@@ -321,13 +339,20 @@ class DataPage {
     const bar = h("progress", { max: total || 1, value: finished && !total ? 1 : done, "aria-label": `Progress of ${what}` });
     const cancel = finished ? null : h("button", { type: "button", class: "button small secondary", text: "Cancel job",
       on: { click: async () => { try { await api("POST", `/v1/ingestion/jobs/${enc(job.id)}/cancel`); } catch (err) { item.append(errorBox(err, this.shell)); } } } });
-    const errors = (job.errors || []).map((e) => h("li", { text: `${e.source || e.filename || e.doc_id || ""}${e.source || e.filename || e.doc_id ? ": " : ""}${e.message || e.error || JSON.stringify(e)}` }));
+    const errors = (job.errors || []).map((e) => h("li", { text: `${e.source || e.doc_id}: ${e.error}` }));
     item.dataset.status = job.status;
     replace(item,
       h("div", { class: "job-head" }, h("span", { class: "job-what", text: what }), statusBadge(job.status), cancel),
       h("div", { class: "progress-row" }, bar, h("span", { class: "hint", text: total ? `${done} of ${total} document(s)${failed ? `, ${failed} failed` : ""}` : job.status })),
+      job.error ? h("p", { class: "job-errors", text: job.error }) : null,
       errors.length ? h("ul", { class: "job-errors", "aria-label": "Document errors" }, errors) : null);
   }
+}
+
+function jobLabel(job) {
+  const files = (job.files || []).map((f) => f.filename || f.name).filter(Boolean);
+  const sources = (job.sources || []).map((x) => x.url || x.path).filter(Boolean);
+  return [...files, ...sources].join(", ") || `${job.kind} job`;
 }
 
 function count(value) {

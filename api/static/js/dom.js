@@ -58,11 +58,11 @@ export function announce(message) {
   setTimeout(() => { region.textContent = message; }, 30);
 }
 
-/** A human date from an ISO string (or "" for nothing). */
-export function formatDate(iso) {
-  if (!iso) return "";
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
+/** A human date from an ISO string or Unix seconds (or "" for nothing). */
+export function formatDate(value) {
+  if (value === null || value === undefined || value === "") return "";
+  const date = new Date(typeof value === "number" ? value * 1000 : value);
+  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
 }
 
 /** A number with at most `digits` decimals, or "–" for null/undefined. */

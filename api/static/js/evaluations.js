@@ -52,7 +52,7 @@ async function loadRuns(box, open, wanted) {
       : h("span", { class: `badge ${run.gate_passed ? "status-succeeded" : "status-failed"}`, text: run.gate_passed ? "passed" : "failed" }))));
   replace(box, h("table", {},
     h("caption", { class: "visually-hidden", text: "Evaluation runs, newest first" }),
-    h("thead", {}, h("tr", {}, ["Run", "Kind", "Dataset", "Queries", "Seconds", "Gate"].map((c) => h("th", { scope: "col", text: c })))),
+    h("thead", {}, h("tr", {}, ["Run", "Kind", "Dataset", "Queries", "Seconds", "Gate"].map((c) => h("th", { scope: "col", text: c, class: ["Queries", "Seconds"].includes(c) ? "num" : null })))),
     h("tbody", {}, rows)));
   open(wanted && runs.some((r) => r.id === wanted) ? wanted : runs[0].id, false);
 }
@@ -61,7 +61,7 @@ function renderRun(box, run) {
   const facts = FACTS.filter(([k]) => run[k] !== undefined && run[k] !== null)
     .flatMap(([k, label]) => [h("dt", { text: label }), h("dd", { text: k === "created_at" ? formatDate(run[k]) : formatNumber(run[k], 2) })]);
   replace(box,
-    h("h2", { id: "run-title", tabindex: "-1", text: `${run.kind} evaluation — ${run.dataset}` }),
+    h("h2", { id: "run-title", tabindex: "-1", text: `${run.kind === "retrieval" ? "Retrieval" : "Answer"} evaluation — ${run.dataset}` }),
     h("p", { class: "hint" }, h("code", { text: run.id })),
     h("dl", { class: "facts" }, facts),
     gateNode(run.gate),
@@ -121,9 +121,9 @@ function settingsNode(run) {
 }
 
 function table(caption, header, rows) {
-  return h("div", { class: "table-wrap" }, h("table", {},
+  return h("div", { class: "table-wrap" }, h("table", { class: "metrics" },
     h("caption", { text: caption }),
-    h("thead", {}, h("tr", {}, header.map((c) => h("th", { scope: "col", text: c })))),
+    h("thead", {}, h("tr", {}, header.map((c, i) => h("th", { scope: "col", text: c, class: i ? "num" : null })))),
     h("tbody", {}, rows.map(([first, ...rest]) => h("tr", {}, h("th", { scope: "row", text: first }), rest.map((v) => h("td", { class: "num", text: formatNumber(v, 4) })))))));
 }
 

@@ -92,6 +92,7 @@ export class ParamsPanel {
       this.indexes = null;
     }
     this.renderIndexControl();
+    this.el.dataset.indexes = this.indexes ? "listed" : "unlisted";
   }
 
   updateWarning() {
