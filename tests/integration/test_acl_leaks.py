@@ -314,3 +314,12 @@ def test_acl_gateway_users_do_not_share_history_through_one_key(
     assert conversation not in _conversations(extractive, eng)
     assert stolen.status_code == 404
     assert _leaks(stolen.text, extractive.markers["hr"]) == []
+
+
+@pytest.mark.parametrize("value", ["*", "x" * 300, "hr,*"])
+def test_acl_a_malformed_groups_header_is_400(extractive: App, value: str) -> None:
+    headers = {**_bearer(extractive.keys["admin"]), GROUPS_HEADER: value}
+    with httpx.Client(base_url=extractive.url, timeout=60) as http:
+        response = http.post("/v1/search", json=_search(QUESTIONS["hr"]), headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == GROUPS_HEADER
