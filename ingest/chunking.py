@@ -16,8 +16,14 @@ import tiktoken
 
 from core.models import Chunk, Document, Element
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+(?=[\"'(\[]?[A-Z0-9À-ÖØ-Þ\u0400-\u04FF\u4e00-\u9fff])|\n{2,}")
-# A table larger than this many chunk sizes is split by rows (header repeated); smaller ones stay whole.
+# A sentence ends at . ! ? (or the CJK full stop and full-width ! ?) before an upper-case,
+# digit or CJK start; CJK text needs no space after its full stop.
+_SENTENCE_END = re.compile(
+    "(?<=[.!?])\\s+(?=[\"'(\\[]?[A-Z0-9\u00c0-\u00d6\u00d8-\u00de\u0400-\u04ff\u4e00-\u9fff])"
+    "|(?<=[\u3002\uff01\uff1f])\\s*(?=\\S)"
+    "|\\n{2,}"
+)
+# A table over this many chunk sizes is split by rows (header repeated); smaller ones stay whole.
 _MAX_TABLE_FACTOR = 3
 
 
@@ -153,7 +159,10 @@ def _join(pieces: Sequence[_Piece]) -> tuple[str, int | None]:
 def _split_tokens(text: str, size: int, page: int | None) -> list[_Piece]:
     enc = _encoding()
     ids = enc.encode(text, disallowed_special=())
-    return [_Piece(enc.decode(ids[i : i + size]), len(ids[i : i + size]), page) for i in range(0, len(ids), size)]
+    return [
+        _Piece(enc.decode(ids[i : i + size]), len(ids[i : i + size]), page)
+        for i in range(0, len(ids), size)
+    ]
 
 
 def _split_table(piece: _Piece, size: int) -> list[_Piece]:
@@ -184,7 +193,9 @@ def section_label(title: str, path: Sequence[str]) -> str:
     return " > ".join(p.strip() for p in parts if p.strip())
 
 
-def _make_chunk(doc: Document, index: int, text: str, page: int | None, path: tuple[str, ...]) -> Chunk:
+def _make_chunk(
+    doc: Document, index: int, text: str, page: int | None, path: tuple[str, ...]
+) -> Chunk:
     content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
     label = section_label(doc.title, path)
     return Chunk(

@@ -21,8 +21,12 @@ documents_app = typer.Typer(no_args_is_help=True, help="List or delete the docum
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Files or folders (recursively)."),
     index: str = typer.Option("default", "--index", help="Index name."),
-    chunk_size: int | None = typer.Option(None, "--chunk-size", min=32, max=4096, help="Tokens per chunk."),
-    groups: str = typer.Option("", "--groups", help="Comma-separated ACL groups for these documents."),
+    chunk_size: int | None = typer.Option(
+        None, "--chunk-size", min=32, max=4096, help="Tokens per chunk."
+    ),
+    groups: str = typer.Option(
+        "", "--groups", help="Comma-separated ACL groups for these documents."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Parse, chunk, embed and index documents. Per-file failures are reported, not fatal."""
@@ -47,7 +51,8 @@ def ingest(
         return
     typer.echo(
         f"ingested {report.documents_ingested}, unchanged {report.documents_unchanged}, "
-        f"failed {len(report.documents_failed)}; {report.chunks_written} chunks in {report.seconds:.1f}s"
+        f"failed {len(report.documents_failed)}; "
+        f"{report.chunks_written} chunks in {report.seconds:.1f}s"
     )
     for failed in report.documents_failed:
         typer.echo(f"  failed: {failed.source}: {failed.error}")
@@ -61,8 +66,14 @@ def list_documents(
     """Documents of an index with status and chunk counts."""
     rows = open_store(load_settings()).list_documents(index)
     items = [
-        {"doc_id": r.doc_id, "source": r.source, "title": r.title, "status": r.status,
-         "chunks": r.chunk_count, "error": r.error}
+        {
+            "doc_id": r.doc_id,
+            "source": r.source,
+            "title": r.title,
+            "status": r.status,
+            "chunks": r.chunk_count,
+            "error": r.error,
+        }
         for r in rows
     ]
     if as_json:

@@ -58,7 +58,9 @@ class IngestReport:
         return {
             "documents_ingested": self.documents_ingested,
             "documents_unchanged": self.documents_unchanged,
-            "documents_failed": [{"source": f.source, "error": f.error} for f in self.documents_failed],
+            "documents_failed": [
+                {"source": f.source, "error": f.error} for f in self.documents_failed
+            ],
             "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 3),
         }
@@ -124,7 +126,9 @@ class IngestPipeline:
         _count(report)
         return report
 
-    def ingest_documents(self, docs: Iterable[Document], *, progress: Progress | None = None) -> IngestReport:
+    def ingest_documents(
+        self, docs: Iterable[Document], *, progress: Progress | None = None
+    ) -> IngestReport:
         """Ingest already-parsed documents (records from a dataset, API payloads)."""
         report = IngestReport()
         started = time.perf_counter()
@@ -154,7 +158,12 @@ class IngestPipeline:
         )
 
     def _parsed(
-        self, files: Sequence[SourceFile], *, parse: Parser, report: IngestReport, progress: Progress | None
+        self,
+        files: Sequence[SourceFile],
+        *,
+        parse: Parser,
+        report: IngestReport,
+        progress: Progress | None,
     ) -> Iterator[Document]:
         for src in files:
             try:
@@ -166,7 +175,9 @@ class IngestPipeline:
             except OndataError as exc:
                 self._record_failure(src.doc_id, str(src.path), exc.message, report)
             except OSError as exc:
-                self._record_failure(src.doc_id, str(src.path), f"cannot read file: {exc.strerror}", report)
+                self._record_failure(
+                    src.doc_id, str(src.path), f"cannot read file: {exc.strerror}", report
+                )
             finally:
                 if progress:
                     progress(1)
@@ -199,13 +210,17 @@ class IngestPipeline:
         if pending:
             self._flush(pending, report=report)
 
-    def _flush(self, batch: Sequence[tuple[Document, list[Chunk]]], *, report: IngestReport) -> None:
+    def _flush(
+        self, batch: Sequence[tuple[Document, list[Chunk]]], *, report: IngestReport
+    ) -> None:
         chunks = [c for _, cs in batch for c in cs]
         try:
             with embedding_timer("documents"):
                 vectors = self.embedder.embed([c.embed_text for c in chunks])
             items = [
-                IndexedChunk(chunk=c, dense=vectors[i], sparse=self.sparse.encode_document(c.embed_text))
+                IndexedChunk(
+                    chunk=c, dense=vectors[i], sparse=self.sparse.encode_document(c.embed_text)
+                )
                 for i, c in enumerate(chunks)
             ]
             self.index.upsert(items)
@@ -217,7 +232,9 @@ class IngestPipeline:
         for doc, doc_chunks in batch:
             if doc.doc_id in known:
                 # The new chunks have landed; now drop what is left of the previous version.
-                self.index.delete(doc_id=doc.doc_id, keep_chunk_ids=[c.chunk_id for c in doc_chunks])
+                self.index.delete(
+                    doc_id=doc.doc_id, keep_chunk_ids=[c.chunk_id for c in doc_chunks]
+                )
             report.documents_ingested += 1
             report.chunks_written += len(doc_chunks)
             report.outcomes[doc.doc_id] = "indexed"
@@ -248,8 +265,14 @@ class IngestPipeline:
             return
         self.store.save_document(
             DocumentRecord(
-                index_name=self.index_name, doc_id=doc_id, source=source, status=STATUS_FAILED,
-                chunk_count=0, error=error, content_hash="", settings_hash=self.settings_hash,
+                index_name=self.index_name,
+                doc_id=doc_id,
+                source=source,
+                status=STATUS_FAILED,
+                chunk_count=0,
+                error=error,
+                content_hash="",
+                settings_hash=self.settings_hash,
             )
         )
         logger.warning("failed source=%s error=%s", source, error)
@@ -265,7 +288,9 @@ def _count(report: IngestReport) -> None:
     )
 
 
-def ensure_index_record(store: Store, settings: Settings, name: str, *, embedder: Embedder) -> IndexRecord:
+def ensure_index_record(
+    store: Store, settings: Settings, name: str, *, embedder: Embedder
+) -> IndexRecord:
     """Create the index's registry entry on first use; refuse a different embedder later."""
     existing = store.get_index(name)
     if existing is not None:

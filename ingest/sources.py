@@ -47,7 +47,12 @@ def source_files(
 
 
 def document_from_record(
-    doc_id: str, *, title: str, text: str, source: str | None = None, metadata: Mapping[str, Any] | None = None
+    doc_id: str,
+    *,
+    title: str,
+    text: str,
+    source: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Document:
     """A Document from a text record (a BEIR corpus line, an API payload): one body element."""
     import hashlib

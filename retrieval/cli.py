@@ -31,13 +31,20 @@ def search(
         raise typer.Exit(2)
     settings = load_settings()
     catalog = IndexCatalog(settings, Store(make_engine(settings.resolved_database_url)))
-    searcher = Searcher(embedder=make_embedder(settings.embedding), sparse=Bm25Encoder(), indexes=catalog)
+    searcher = Searcher(
+        embedder=make_embedder(settings.embedding), sparse=Bm25Encoder(), indexes=catalog
+    )
     request_mode: SearchMode = mode  # type: ignore[assignment]
     try:
         result = asyncio.run(
             searcher.search(
-                SearchRequest(queries=(query,), index_name=index, mode=request_mode,
-                              top_n_documents=top, strictness=strictness)
+                SearchRequest(
+                    queries=(query,),
+                    index_name=index,
+                    mode=request_mode,
+                    top_n_documents=top,
+                    strictness=strictness,
+                )
             )
         )
     except OndataError as exc:
@@ -46,8 +53,15 @@ def search(
     finally:
         catalog.close()
     rows = [
-        {"doc_id": d.chunk.doc_id, "chunk_id": d.chunk.chunk_id, "score": d.score, "title": d.chunk.title,
-         "filepath": d.chunk.filepath, "page": d.chunk.page, "content": d.chunk.content}
+        {
+            "doc_id": d.chunk.doc_id,
+            "chunk_id": d.chunk.chunk_id,
+            "score": d.score,
+            "title": d.chunk.title,
+            "filepath": d.chunk.filepath,
+            "page": d.chunk.page,
+            "content": d.chunk.content,
+        }
         for d in result.documents
     ]
     if as_json:

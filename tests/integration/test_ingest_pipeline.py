@@ -36,7 +36,9 @@ def corpus(tmp_path: Path) -> Path:
     root = tmp_path / "docs"
     root.mkdir()
     (root / "travel.md").write_text(HANDBOOK, encoding="utf-8")
-    (root / "notes.txt").write_text("The cafeteria opens at eight and closes at three.\n", encoding="utf-8")
+    (root / "notes.txt").write_text(
+        "The cafeteria opens at eight and closes at three.\n", encoding="utf-8"
+    )
     (root / "empty.txt").write_text("   \n", encoding="utf-8")
     (root / "unknown.xyz").write_bytes(b"\x00\x01binary")
     return root
@@ -87,7 +89,9 @@ def test_pipeline_changed_document_replaces_its_chunks(
     assert report.documents_unchanged == 1
     doc_id = doc_id_for(str((corpus / "notes.txt").resolve()))
     assert pipeline.index.count(doc_id=doc_id) == 1
-    hits = pipeline.index.query(IndexQuery(mode="vector", limit=3, dense=embedder.embed_query("cafeteria hours")))
+    hits = pipeline.index.query(
+        IndexQuery(mode="vector", limit=3, dense=embedder.embed_query("cafeteria hours"))
+    )
     notes = [h for h in hits if h.chunk.doc_id == doc_id]
     assert [h.chunk.content for h in notes] == ["The cafeteria now opens at nine."]
 
@@ -128,7 +132,9 @@ def test_pipeline_keeps_section_path_and_title(
     assert "Hotels" in chunk.embed_text
 
 
-def test_pipeline_samples_folder_ingests(pipeline: IngestPipeline, settings: Settings, tmp_path: Path) -> None:
+def test_pipeline_samples_folder_ingests(
+    pipeline: IngestPipeline, settings: Settings, tmp_path: Path
+) -> None:
     samples = Path(__file__).resolve().parents[2] / "data" / "samples"
     copy = tmp_path / "samples"
     shutil.copytree(samples, copy)

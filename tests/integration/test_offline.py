@@ -1,4 +1,4 @@
-"""The whole pipeline (ingest a file of each parser family, then search) runs with the outside world cut off."""
+"""Ingest (a file of each parser family) and search run with the outside world cut off."""
 
 from __future__ import annotations
 
@@ -12,14 +12,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # One file per parser family that could reach for the network (spaCy model, telemetry,
 # tiktoken encodings, the embedding model): PDF, DOCX, HTML, Markdown, CSV.
-FORMATS = ("fake-memo.pdf", "trustee-handbook-chapter4.docx", "example-steelJIS-datasheet.html",
-           "simple-table.md", "stanley-cups.csv")
+FORMATS = (
+    "fake-memo.pdf",
+    "trustee-handbook-chapter4.docx",
+    "example-steelJIS-datasheet.html",
+    "simple-table.md",
+    "stanley-cups.csv",
+)
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "tests" / "support" / "offline_run.py"), *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 

@@ -33,10 +33,9 @@ def _guard(event: str, args: tuple[Any, ...]) -> None:
         if not _is_local_host(host):
             ATTEMPTS.append(f"connect {address}")
             raise ConnectionRefusedError(f"offline test: outbound connection to {address} blocked")
-    elif event == "socket.getaddrinfo":
-        if not _is_local_host(args[0]):
-            ATTEMPTS.append(f"resolve {args[0]}")
-            raise socket.gaierror(f"offline test: name lookup of {args[0]} blocked")
+    elif event == "socket.getaddrinfo" and not _is_local_host(args[0]):
+        ATTEMPTS.append(f"resolve {args[0]}")
+        raise socket.gaierror(f"offline test: name lookup of {args[0]} blocked")
 
 
 def main() -> None:

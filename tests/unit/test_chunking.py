@@ -9,7 +9,9 @@ from ingest.chunking import Chunker, count_tokens, split_sentences
 
 
 def _doc(*elements: Element, title: str = "Handbook") -> Document:
-    return Document(doc_id="hb", source="/x/hb.pdf", title=title, content_hash="h", elements=elements)
+    return Document(
+        doc_id="hb", source="/x/hb.pdf", title=title, content_hash="h", elements=elements
+    )
 
 
 def _para(text: str, path: tuple[str, ...] = ("Leave",), page: int | None = 1) -> Element:
@@ -44,7 +46,9 @@ def test_chunker_keeps_table_whole_with_caption() -> None:
     table = "Table 2: Leave by tenure\n| years | days |\n| --- | --- |\n" + "\n".join(
         f"| {i} | {20 + i} |" for i in range(30)
     )
-    doc = _doc(_para("Intro text."), Element(text=table, section_path=("Leave",), is_table=True, page=3))
+    doc = _doc(
+        _para("Intro text."), Element(text=table, section_path=("Leave",), is_table=True, page=3)
+    )
     chunks = Chunker(chunk_size=128, chunk_overlap=16).chunk(doc)
     tables = [c for c in chunks if "| years | days |" in c.content]
     assert len(tables) == 1
@@ -54,7 +58,9 @@ def test_chunker_keeps_table_whole_with_caption() -> None:
 
 
 def test_chunker_splits_huge_table_by_rows_repeating_header() -> None:
-    table = "Table 9: Big\n| k | v |\n| --- | --- |\n" + "\n".join(f"| key{i} | value {i} |" for i in range(400))
+    table = "Table 9: Big\n| k | v |\n| --- | --- |\n" + "\n".join(
+        f"| key{i} | value {i} |" for i in range(400)
+    )
     chunks = Chunker(chunk_size=64, chunk_overlap=8).chunk(_doc(Element(text=table, is_table=True)))
     assert len(chunks) > 1
     assert all(c.content.startswith("Table 9: Big\n| k | v |") for c in chunks)
@@ -65,7 +71,10 @@ def test_chunker_ids_are_stable_and_change_with_content() -> None:
     doc = _doc(_para(LONG))
     first = [c.chunk_id for c in Chunker(chunk_size=64, chunk_overlap=8).chunk(doc)]
     again = [c.chunk_id for c in Chunker(chunk_size=64, chunk_overlap=8).chunk(doc)]
-    changed = [c.chunk_id for c in Chunker(chunk_size=64, chunk_overlap=8).chunk(_doc(_para(LONG + " New.")))]
+    changed = [
+        c.chunk_id
+        for c in Chunker(chunk_size=64, chunk_overlap=8).chunk(_doc(_para(LONG + " New.")))
+    ]
     assert first == again
     assert len(set(first)) == len(first)
     assert first[-1] != changed[-1]
@@ -79,11 +88,24 @@ def test_chunker_overlap_repeats_previous_sentences() -> None:
 
 def test_chunker_carries_citation_metadata() -> None:
     doc = Document(
-        doc_id="d1", source="/a/b.pdf", title="B", filepath="b.pdf", url="http://x/b.pdf",
-        content_hash="h", elements=(_para("Some text.", page=7),), acl_groups=("hr",), metadata={"k": "v"},
+        doc_id="d1",
+        source="/a/b.pdf",
+        title="B",
+        filepath="b.pdf",
+        url="http://x/b.pdf",
+        content_hash="h",
+        elements=(_para("Some text.", page=7),),
+        acl_groups=("hr",),
+        metadata={"k": "v"},
     )
     (c,) = Chunker().chunk(doc)
-    assert (c.doc_id, c.title, c.filepath, c.url, c.page) == ("d1", "B", "b.pdf", "http://x/b.pdf", 7)
+    assert (c.doc_id, c.title, c.filepath, c.url, c.page) == (
+        "d1",
+        "B",
+        "b.pdf",
+        "http://x/b.pdf",
+        7,
+    )
     assert c.acl_groups == ("hr",)
     assert c.metadata == {"k": "v"}
     assert len(c.content_hash) == 64
