@@ -34,12 +34,13 @@ from unstructured.partition.xlsx import partition_xlsx
 
 from core.errors import DamagedDocumentError, DocumentParseError, OndataError
 from core.models import Element
-from core.settings import disable_library_network
+from core.settings import IngestSettings, disable_library_network
 from ingest.elements import Block, build_elements, clean_metadata_title, merge_adjacent_tables
 from ingest.filetypes import (
     EXTENSIONS,
     FileType,
     check_office_container,
+    check_unpacked_size,
     decode_text,
     detect_file_type,
 )
@@ -47,6 +48,9 @@ from ingest.parsers import Extracted, ExtractRequest
 from ingest.pdf import extract_pdf
 
 logger = logging.getLogger(__name__)
+# E-mail attachments are checked against the default unpack limits (an ExtractRequest does
+# not carry the configured ones; the e-mail file itself was checked with those).
+_ATTACHMENT_LIMITS = IngestSettings()
 
 MAX_ATTACHMENT_DEPTH = 2
 
@@ -217,6 +221,12 @@ def _attachments(message: EmailMessage, request: ExtractRequest) -> list[Element
 def _attachment_elements(target: Path, name: str, request: ExtractRequest) -> list[Element]:
     try:
         file_type = detect_file_type(target)
+        check_unpacked_size(
+            target,
+            file_type,
+            max_bytes=_ATTACHMENT_LIMITS.max_unpacked_bytes,
+            max_ratio=_ATTACHMENT_LIMITS.max_compression_ratio,
+        )
         nested = ExtractRequest(str(target), file_type, request.ocr_languages, request.depth + 1)
         elements = extract(nested).elements
     except OndataError as exc:

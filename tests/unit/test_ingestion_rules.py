@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import zipfile
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,10 @@ from core.ingestion import (
     safe_filename,
     upload_doc_id,
 )
-from core.settings import JobsSettings, Settings
+from core.settings import IngestSettings, JobsSettings, Settings
 from ingest.filetypes import SUPPORTED_EXTENSIONS, FileType, check_unpacked_size
+from ingest.parse_pool import InlineParseRunner
+from ingest.parsers import parse_file
 from ingest.web import same_host_links
 
 MB = 1024 * 1024
@@ -145,3 +148,49 @@ def test_zip_check_passes_ordinary_documents() -> None:
     )
     check_unpacked_size(sample, FileType.DOCX, max_bytes=512 * MB, max_ratio=200)
     check_unpacked_size(sample, FileType.PDF, max_bytes=1, max_ratio=2)  # not a ZIP type
+
+
+def _docx_with_padding(path: Path, text: str, *, padding: int) -> Path:
+    """A real DOCX saying `text`, with a member of `padding` zero bytes added (a bomb when big)."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(text)
+    document.save(str(path))
+    with (
+        zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf,
+        zf.open("word/media/zeros.bin", "w") as member,
+    ):
+        for _ in range(padding // MB):
+            member.write(bytes(MB))
+    return path
+
+
+def _email_with(attachment: Path, path: Path) -> Path:
+    message = EmailMessage()
+    message["Subject"] = "Quarterly figures"
+    message["From"] = "a@example.org"
+    message["To"] = "b@example.org"
+    message.set_content("The quarterly figures are attached. Revenue grew by four percent.")
+    message.add_attachment(
+        attachment.read_bytes(),
+        maintype="application",
+        subtype="octet-stream",
+        filename=attachment.name,
+    )
+    path.write_bytes(message.as_bytes())
+    return path
+
+
+@pytest.mark.parametrize(("padding", "attached"), [(0, True), (20 * MB, False)])
+def test_zip_bomb_attachment_is_skipped_and_the_email_kept(
+    tmp_path: Path, padding: int, attached: bool
+) -> None:
+    docx = _docx_with_padding(
+        tmp_path / "figures.docx", "Margins held at twelve percent.", padding=padding
+    )
+    eml = _email_with(docx, tmp_path / "mail.eml")
+    doc = parse_file(eml, settings=IngestSettings(), runner=InlineParseRunner())
+    text = " ".join(e.text for e in doc.elements)
+    assert "Revenue grew by four percent" in text
+    assert ("Margins held at twelve percent" in text) is attached
