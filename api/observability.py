@@ -64,8 +64,11 @@ def _header(phases: dict[str, tuple[float, float]], *, streamed: bool) -> str:
 
 
 def _route(scope: Scope) -> str:
-    route = scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+    """The route template (bounded label values); a mount (static files) is `<mount>/*`."""
+    if (route := scope.get("route")) is not None:
+        return str(getattr(route, "path", "unmatched"))
+    mount = str(scope.get("root_path", "")).removeprefix(str(scope.get("app_root_path", "")))
+    return f"{mount}/*" if mount else "unmatched"
 
 
 class Observability:
@@ -78,24 +81,41 @@ class Observability:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope)
-        token = request_id_var.set(request_id)
-        timings, status = start_timings(), [500]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                if value := server_timing(timings, now=time.perf_counter()):
-                    headers.append("Server-Timing", value)
-            await send(message)
-
+        exchange = _Exchange(scope, send)
+        token = request_id_var.set(exchange.request_id)
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, exchange.send)
         finally:
-            _observe(scope, status[0], time.perf_counter() - timings.started)
+            exchange.observe()
             request_id_var.reset(token)
+
+
+class _Exchange:
+    """One request: adds the headers to its response and observes it once, before the last
+    body byte leaves (so a client that reads /metrics next always finds it counted)."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope, self._send = scope, send
+        self.request_id = request_id_from(scope)
+        self.timings = start_timings()
+        self.status = 500
+        self._observed = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = MutableHeaders(scope=message)
+            headers[REQUEST_ID_HEADER] = self.request_id
+            if value := server_timing(self.timings, now=time.perf_counter()):
+                headers.append("Server-Timing", value)
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.observe()
+        await self._send(message)
+
+    def observe(self) -> None:
+        if not self._observed:
+            self._observed = True
+            _observe(self.scope, self.status, time.perf_counter() - self.timings.started)
 
 
 def _observe(scope: Scope, status: int, seconds: float) -> None:

@@ -15,7 +15,7 @@ request_id_var: ContextVar[str | None] = ContextVar("ondata_request_id", default
 # attributes every LogRecord has; anything else was passed with `extra=` and is logged too
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName"}
+    | {"message", "asctime", "request_id", "taskName", "color_message"}
 )
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 

@@ -199,3 +199,12 @@ def test_json_formatter_carries_the_request_id_extras_and_exceptions() -> None:
 
         failing = logging.LogRecord("t", logging.ERROR, __file__, 1, "x", None, sys.exc_info())
     assert "ValueError: boom" in json.loads(JsonFormatter().format(failing))["exc"]
+
+
+def test_metrics_label_static_files_by_their_mount(http: httpx.Client) -> None:
+    from api.routes.playground import STATIC_PATH
+
+    assert http.get(f"{STATIC_PATH}/app.css").status_code == 200
+    metrics = http.get("/metrics").text
+    assert _sample(metrics, "ondata_http_requests_total", route=f"{STATIC_PATH}/*") >= 1
+    assert "app.css" not in metrics
