@@ -67,10 +67,11 @@ def search(
     if as_json:
         typer.echo(json.dumps({"results": rows}))
         return
-    for i, row in enumerate(rows, 1):
-        where = f"{row['filepath'] or row['doc_id']}" + (f" p.{row['page']}" if row["page"] else "")
-        typer.echo(f"{i}. [{row['score']:.3f}] {row['title']} ({where})")
-        typer.echo("   " + row["content"][:300].replace("\n", " "))
+    for i, d in enumerate(result.documents, 1):
+        c = d.chunk
+        where = (c.filepath or c.doc_id) + (f" p.{c.page}" if c.page else "")
+        typer.echo(f"{i}. [{d.score:.3f}] {c.title} ({where})")
+        typer.echo("   " + c.content[:300].replace("\n", " "))
 
 
 def register(app: typer.Typer) -> None:
