@@ -41,7 +41,11 @@ QUESTION := Must the standing trustee separate cash handling duties from record 
 run: setup
 	$(BIN)/ondata ingest data/samples --index default
 	@echo
-	@echo "ondata is starting on http://$(HOST):$(PORT) (index 'default' holds data/samples). Try:"
+	@echo "ondata is starting on http://$(HOST):$(PORT) (index 'default' holds data/samples)."
+	@echo
+	@echo "  Playground (chat, data, evaluations) in a browser: http://$(HOST):$(PORT)/"
+	@echo
+	@echo "From code, try:"
 	@echo
 	@echo "  curl -s http://$(HOST):$(PORT)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"$(QUESTION)\"}], \"data_sources\": [{\"type\": \"ondata\", \"parameters\": {\"index_name\": \"default\"}}]}'"
 	@echo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,13 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
+# WCAG 2.1 A/AA (contrast, names, labels, ARIA use) plus axe's best practices
+AXE_OPTIONS = {
+    "runOnly": {
+        "type": "tag",
+        "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"],
+    }
+}
 LAPTOP = {"width": 1366, "height": 850}
 PHONE = {"width": 390, "height": 844}
 
@@ -83,10 +91,10 @@ class Visit:
     def open(self, route: str = "chat") -> None:
         self.page.goto(f"{self.base_url}/#/{route}")
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
     def foreign_requests(self) -> list[str]:
@@ -94,9 +102,32 @@ class Visit:
         return [url for url in self.requested if not url.startswith(allowed)]
 
 
-def open_visit(browser: Browser, base_url: str, *, viewport: dict[str, int]) -> Iterator[Visit]:
+def accessibility_violations(page: Page) -> list[str]:
+    """What axe-core (bundled with axe-playwright-python, run in the page) finds wrong."""
+    axe = pytest.importorskip(
+        "axe_playwright_python.sync_playwright", reason="axe is not installed"
+    )
+    found = axe.Axe().run(page, options=AXE_OPTIONS).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in found
+    ]
+
+
+@contextmanager
+def visiting(
+    browser: Browser,
+    base_url: str,
+    *,
+    viewport: dict[str, int],
+    color_scheme: str = "light",
+) -> Iterator[Visit]:
     """A fresh browser context (empty localStorage) on `base_url`; checks it stayed local."""
-    context = browser.new_context(viewport=viewport, locale="en-GB")  # type: ignore[arg-type]
+    context = browser.new_context(
+        viewport=viewport,  # type: ignore[arg-type]
+        locale="en-GB",
+        color_scheme=color_scheme,  # type: ignore[arg-type]
+    )
     context.set_default_timeout(60_000)
     page = context.new_page()
     visit = Visit(page, base_url)

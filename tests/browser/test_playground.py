@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from core.settings import ApiSettings, JobsSettings, Settings
 from evaluation.report import write_reports
-from tests.browser.conftest import LAPTOP, PHONE, Visit, open_visit
+from tests.browser.conftest import LAPTOP, PHONE, Visit, accessibility_violations, visiting
 from tests.conftest import DATA
 from tests.integration.api_support import serve_in_thread
 
@@ -114,12 +114,14 @@ def _write_evaluation_run(settings: Settings) -> None:
 
 @pytest.fixture
 def laptop(browser: Browser, server: Server) -> Iterator[Visit]:
-    yield from open_visit(browser, server.url, viewport=LAPTOP)
+    with visiting(browser, server.url, viewport=LAPTOP) as visit:
+        yield visit
 
 
 @pytest.fixture
 def phone(browser: Browser, server: Server) -> Iterator[Visit]:
-    yield from open_visit(browser, server.url, viewport=PHONE)
+    with visiting(browser, server.url, viewport=PHONE) as visit:
+        yield visit
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -347,7 +349,45 @@ def test_playground_fits_a_phone_screen(phone: Visit) -> None:
     phone.screenshot("chat-phone")
     last_answer(page).locator("button.cite").first.click()
     expect(page.locator(".citation-content")).to_be_in_viewport()
-    phone.screenshot("chat-citation-phone")
+    phone.screenshot("chat-citation-phone", full_page=False)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "viewport"),
+    [("light", LAPTOP), ("dark", LAPTOP), ("light", PHONE)],
+    ids=["light", "dark", "phone"],
+)
+def test_playground_pages_pass_accessibility_checks(
+    browser: Browser, server: Server, scheme: str, viewport: dict[str, int]
+) -> None:
+    with visiting(browser, server.url, viewport=viewport, color_scheme=scheme) as visit:
+        found = _violations_on_every_page(visit)
+        visit.screenshot(f"evaluations-{scheme}-{viewport['width']}")
+    assert {name: v for name, v in found.items() if v} == {}
+
+
+def _violations_on_every_page(visit: Visit) -> dict[str, list[str]]:
+    """Key dialog, chat with an answer and its feedback form, citation panel, data, evaluations."""
+    page = visit.page
+    found: dict[str, list[str]] = {}
+    visit.open("chat")
+    page.get_by_role("button", name=re.compile("^API key")).click()
+    found["key dialog"] = accessibility_violations(page)
+    dialog = page.get_by_role("dialog", name="API key")
+    dialog.get_by_label("Key", exact=True).fill(KEY)
+    dialog.get_by_role("button", name="Save").click()
+    choose_index(page, SHARED_INDEX)
+    ask(page, SHARED_QUESTION)
+    last_answer(page).get_by_role("button", name="Bad answer").click()
+    found["chat with feedback form"] = accessibility_violations(page)
+    last_answer(page).locator("button.cite").first.click()
+    found["citation panel"] = accessibility_violations(page)
+    pages = ((f"data?index={SHARED_INDEX}", ".index-detail table"), ("evaluations", "svg.chart"))
+    for route, ready in pages:
+        visit.open(route)
+        expect(page.locator(ready).first).to_be_visible()
+        found[route] = accessibility_violations(page)
+    return found
 
 
 def test_playground_is_usable_from_the_keyboard(laptop: Visit) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from api.app import create_app
 from core.settings import ChatSettings, Settings
-from tests.browser.conftest import LAPTOP, Visit, open_visit
+from tests.browser.conftest import LAPTOP, Visit, visiting
 from tests.fakes.openai_server import CHAT_MODEL, FakeOpenAIServer
 from tests.integration.api_support import INDEX, build_index, serve_in_thread
 
@@ -49,7 +49,8 @@ def base_url(
 
 @pytest.fixture
 def laptop(browser: Browser, base_url: str, openai_fake: FakeOpenAIServer) -> Iterator[Visit]:
-    yield from open_visit(browser, base_url, viewport=LAPTOP)
+    with visiting(browser, base_url, viewport=LAPTOP) as visit:
+        yield visit
 
 
 def ask(page: Page, question: str = QUESTION) -> Locator:

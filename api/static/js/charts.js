@@ -16,10 +16,11 @@ function s(tag, attrs = {}, text) {
  * `series`: [{name, values: [number|null per category]}]; `max` defaults to the largest value.
  */
 export function barChart({ title, categories, series, max, format = (v) => String(v) }) {
+  // Drawn in fewer units on a phone, so its text is not scaled down to an unreadable size.
+  const width = window.matchMedia("(max-width: 599px)").matches ? 340 : 560;
   const barH = 14;
   const gap = 10;
-  const labelW = 150;
-  const width = 560;
+  const labelW = width < 400 ? 90 : 150;
   const plotW = width - labelW - 70;
   const groupH = series.length * barH + gap;
   const legendH = series.length > 1 ? 26 : 0;
@@ -30,7 +31,7 @@ export function barChart({ title, categories, series, max, format = (v) => Strin
   svg.append(s("title", { id }, title));
   series.forEach((x, i) => {
     if (series.length < 2) return;
-    const lx = labelW + i * 110;
+    const lx = labelW + i * (width < 400 ? 80 : 110);
     svg.append(s("rect", { x: lx, y: 4, width: 12, height: 12, fill: COLORS[i % COLORS.length] }));
     svg.append(s("text", { x: lx + 16, y: 14, class: "chart-legend" }, x.name));
   });

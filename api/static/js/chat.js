@@ -33,7 +33,8 @@ class ChatPage {
       onRename: (id, title) => this.rename(id, title),
       onDelete: (id) => this.remove(id),
     });
-    this.log = h("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+    this.log = h("ol", { class: "messages" });
+    this.logRegion = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Messages" }, this.log);
     this.empty = h("div", { class: "empty-chat" },
       h("p", { class: "lead", text: "Ask a question about the documents in the chosen index." }),
       h("p", { class: "hint", text: "Answers cite their sources as numbered markers; select one to read the cited passage." }));
@@ -41,7 +42,7 @@ class ChatPage {
       this.list.el,
       h("section", { class: "chat", "aria-labelledby": "chat-title" },
         h("h1", { id: "chat-title", class: "visually-hidden", text: "Chat" }),
-        this.empty, this.log, this.composer()),
+        this.empty, this.logRegion, this.composer()),
       this.params.el,
       this.citations.el);
   }
@@ -167,7 +168,7 @@ class ChatPage {
   setBusy(busy) {
     this.sendButton.disabled = busy;
     this.stopButton.hidden = !busy;
-    this.log.setAttribute("aria-busy", String(busy));
+    this.logRegion.setAttribute("aria-busy", String(busy));
   }
 
   // ---- rendering --------------------------------------------------------------------------

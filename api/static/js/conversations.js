@@ -31,7 +31,8 @@ export class ConversationList {
 
   row(item) {
     const title = item.title || "Untitled conversation";
-    const open = h("button", { type: "button", class: "conversation-open", text: title, title, "aria-current": item.id === this.currentId ? "true" : null });
+    const open = h("button", { type: "button", class: "conversation-open", title, "aria-current": item.id === this.currentId ? "true" : null },
+      h("span", { class: "clamp", text: title }));
     open.addEventListener("click", () => this.actions.onOpen(item.id));
     const rename = h("button", { type: "button", class: "icon-button", "aria-label": `Rename “${title}”`, title: "Rename" }, icon("edit"));
     const remove = h("button", { type: "button", class: "icon-button", "aria-label": `Delete “${title}”`, title: "Delete" }, icon("trash"));

@@ -10,7 +10,7 @@ const FACTS = [["dataset", "Dataset"], ["split", "Split"], ["created_at", "Run a
 
 export function mountEvaluations(root, shell) {
   const list = h("div", { class: "table-wrap" });
-  const detail = h("section", { class: "evaluation-detail", "aria-labelledby": "run-title" });
+  const detail = h("div", { class: "evaluation-detail" });
   root.append(h("div", { class: "evaluations-page" },
     h("h1", { text: "Evaluations" }),
     h("p", { class: "hint", text: "Runs of `ondata eval` on this server: retrieval quality per search mode, and answer quality." }),
@@ -121,7 +121,8 @@ function settingsNode(run) {
 }
 
 function table(caption, header, rows) {
-  return h("div", { class: "table-wrap" }, h("table", { class: "metrics" },
+  // Focusable, so a table wider than a phone can be scrolled from the keyboard.
+  return h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": caption }, h("table", { class: "metrics" },
     h("caption", { text: caption }),
     h("thead", {}, h("tr", {}, header.map((c, i) => h("th", { scope: "col", text: c, class: i ? "num" : null })))),
     h("tbody", {}, rows.map(([first, ...rest]) => h("tr", {}, h("th", { scope: "row", text: first }), rest.map((v) => h("td", { class: "num", text: formatNumber(v, 4) })))))));
