@@ -92,10 +92,11 @@ def _upload(http: httpx.Client, index: str, file: Path) -> None:
 
 
 def _write_evaluation_run(settings: Settings) -> None:
-    summary = {
-        "id": "20260101T000000Z-retrieval-smoke-abc123",
+    runs = settings.data_dir / "evaluations"
+    retrieval = {
+        "id": "20260102T000000Z-retrieval-smoke-abc123",
         "kind": "retrieval",
-        "created_at": "2026-01-01T00:00:00+00:00",
+        "created_at": "2026-01-02T00:00:00+00:00",
         "dataset": "smoke",
         "split": "test",
         "k": 10,
@@ -109,7 +110,25 @@ def _write_evaluation_run(settings: Settings) -> None:
         },
         "latency_ms": {m: {"p50": 5.0, "p95": 9.0} for m in ("vector", "keyword", "hybrid")},
     }
-    write_reports(summary, [], settings.data_dir / "evaluations" / summary["id"])
+    answers = {
+        "id": "20260101T000000Z-answers-smoke-def456",
+        "kind": "answers",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "dataset": "smoke",
+        "questions": 6,
+        "seconds": 3.2,
+        "metrics": {"citation_precision": 0.83, "answer_f1": 0.61, "latency_p50_ms": 120.0},
+        "counts": {"answered": 5, "refused": 1, "errors": 0, "unanswerable": 1},
+        "target": "in-process",
+        "gate": {
+            "baseline": "baseline.json",
+            "tolerance": 0.02,
+            "passed": False,
+            "regressions": [{"metric": "answer_f1", "baseline": 0.7, "current": 0.61}],
+        },
+    }
+    for summary in (retrieval, answers):
+        write_reports(summary, [], runs / str(summary["id"]))
 
 
 @pytest.fixture
@@ -251,7 +270,7 @@ def _latest_conversation(server: Server) -> dict[str, Any]:
     return listed[0]
 
 
-def test_playground_manages_indexes_folder_jobs_and_documents(
+def test_playground_manages_indexes_uploads_folder_jobs_and_documents(
     laptop: Visit, server: Server
 ) -> None:
     page = laptop.page
@@ -271,7 +290,23 @@ def test_playground_manages_indexes_folder_jobs_and_documents(
     document = page.get_by_role("row", name=re.compile("simple-table"))
     expect(document).to_contain_text("indexed")
 
-    document.get_by_role("button", name=re.compile("^Delete document")).click()
+    # the drop zone is also a button that opens the file chooser (keyboard and touch users)
+    page.get_by_label("Access groups (optional)").fill("finance")
+    page.get_by_label("Metadata (optional JSON object)").fill('{"team": "sales"}')
+    with page.expect_file_chooser() as chooser:
+        page.locator(".dropzone").click()
+    chooser.value.set_files(str(SHARED_SAMPLE))
+    expect(page.locator(".job").first).to_contain_text(SHARED_SAMPLE.name)
+    expect(page.locator(".job").first).to_have_attribute("data-status", "succeeded")
+    with server.http() as http:
+        listed = http.get("/v1/indexes/tables/documents").json()["data"]
+    uploaded = next(d for d in listed if d["filename"] == SHARED_SAMPLE.name)
+    assert (uploaded["acl_groups"], uploaded["metadata"]["team"]) == (["finance"], "sales")
+
+    for name in ("simple-table", "stanley-cups"):
+        row = page.get_by_role("row", name=re.compile(name))
+        row.get_by_role("button", name=re.compile("^Delete document")).click()
+        expect(row).to_have_count(0)
     expect(page.get_by_text("No documents yet")).to_be_visible()
     page.get_by_role("button", name="Delete index tables").click()
     expect(page.get_by_role("row", name=re.compile("tables"))).to_have_count(0)
@@ -330,11 +365,20 @@ def test_playground_evaluations_page_shows_tables_and_plots(laptop: Visit) -> No
     page = laptop.page
     laptop.open("evaluations")
     enter_key(page)
+    runs = page.get_by_role("table", name="Evaluation runs, newest first")
+    expect(runs.get_by_role("row")).to_have_count(3)  # the header and two runs
     table = page.get_by_role("table", name=re.compile("Retrieval metrics per search mode"))
-    expect(table).to_contain_text("ndcg@10")
     expect(table.get_by_role("row", name=re.compile("ndcg@10"))).to_contain_text("0.9400")
     expect(page.get_by_role("img", name="Retrieval metrics per search mode")).to_be_visible()
     laptop.screenshot("evaluations")
+
+    runs.get_by_role("row", name=re.compile("answers")).get_by_role("button").click()
+    expect(page.get_by_role("heading", name="Answer evaluation — smoke")).to_be_focused()
+    answers = page.get_by_role("table", name="Answer metrics")
+    expect(answers.get_by_role("row", name=re.compile("answer_f1"))).to_contain_text("0.6100")
+    expect(page.get_by_role("img", name="Questions by outcome")).to_be_visible()
+    expect(page.get_by_text("Regression gate failed")).to_be_visible()
+    laptop.screenshot("evaluations-answers")
 
 
 def test_playground_fits_a_phone_screen(phone: Visit) -> None:
