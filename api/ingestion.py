@@ -214,6 +214,22 @@ def _public_source(record: DocumentRecord) -> str:
     return record.source
 
 
+def document_source(record: DocumentRecord) -> Path | str:
+    """Where a document's original lives: an http(s) URL, or a local file that still exists.
+
+    Only paths the registry recorded at ingestion are ever served (uploads, allow-listed
+    folders, files the operator ingested), so no request can name a file of its own.
+    """
+    if record.source.startswith(("http://", "https://")):
+        return record.source
+    path = Path(record.source)
+    if not path.is_file():
+        raise DocumentNotFoundError(
+            f"the original of document {record.doc_id!r} is no longer available", param="doc_id"
+        )
+    return path
+
+
 def list_documents(
     services: Services,
     name: str,

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from api import ingestion
-from api.deps import Admin, IndexAdmin, IndexContributor, Reader, ServicesDep
+from api.deps import Admin, IndexAdmin, IndexContributor, IndexReader, Reader, ServicesDep
 from api.ingestion_schemas import (
     DocumentDeleted,
     DocumentList,
@@ -103,6 +104,19 @@ def get_document(
     name: str, doc_id: str, services: ServicesDep, principal: IndexContributor
 ) -> DocumentOut:
     return ingestion.document_out(ingestion.get_document(services, name, doc_id, principal))
+
+
+@router.get("/v1/indexes/{name}/documents/{doc_id}/content")
+def document_content(
+    name: str, doc_id: str, services: ServicesDep, principal: IndexReader
+) -> Response:
+    """The cited document itself: its stored file, or a redirect to its URL (reader)."""
+    record = ingestion.get_document(services, name, doc_id, principal)
+    source = ingestion.document_source(record)
+    if isinstance(source, str):
+        return RedirectResponse(source, status_code=307)
+    filename = ingestion.document_out(record).filename
+    return FileResponse(source, filename=filename, content_disposition_type="attachment")
 
 
 @router.delete("/v1/indexes/{name}/documents/{doc_id}")

@@ -233,6 +233,11 @@ def test_playground_upload_answer_citation_feedback_history(laptop: Visit, serve
     expect(panel.locator(".citation-meta")).to_contain_text("Page1")
     expect(page.locator("#citation-title")).to_be_focused()
     laptop.screenshot("chat-citation")
+    with page.expect_download() as download:
+        panel.get_by_role("button", name="Download").click()
+    assert download.value.suggested_filename == SAMPLE.name
+    assert Path(download.value.path()).read_bytes() == SAMPLE.read_bytes()
+    panel.locator("#citation-title").focus()
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     expect(answer.locator("button.cite").first).to_be_focused()

@@ -304,6 +304,20 @@ def test_delete_document_removes_chunks_and_file(http: httpx.Client, settings: S
     assert [p.name for p in _stored_files(settings, "del")] == ["cafe.txt"]
 
 
+def test_document_content_serves_the_original_upload(http: httpx.Client) -> None:
+    _index(http, "originals")
+    accepted = _upload(http, "originals", [("hotels.md", HOTELS)]).json()
+    _wait(http, accepted["job_id"])
+    doc_id = accepted["documents"][0]["doc_id"]
+    original = http.get(f"/v1/indexes/originals/documents/{doc_id}/content")
+    assert original.status_code == 200
+    assert original.content == HOTELS
+    assert 'filename="hotels.md"' in original.headers["content-disposition"]
+    missing = http.get("/v1/indexes/originals/documents/no-such-doc/content")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["param"] == "doc_id"
+
+
 # --- folder and URL jobs --------------------------------------------------------------------
 
 

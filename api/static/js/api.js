@@ -68,6 +68,21 @@ export async function api(method, path, options = {}) {
   return text ? JSON.parse(text) : null;
 }
 
+/** Fetch a document's original (sending the API key) and hand it to the browser as a download. */
+export async function downloadDocument(index, docId, filename) {
+  const path = `/v1/indexes/${encodeURIComponent(index)}/documents/${encodeURIComponent(docId)}/content`;
+  const response = await send("GET", path);
+  if (!response.ok) throw await errorFrom(response);
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename || docId;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 /** The events of one Server-Sent Events body, as parsed `data:` payloads (not "[DONE]"). */
 export async function* sseData(body) {
   const reader = body.getReader();

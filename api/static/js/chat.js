@@ -128,11 +128,13 @@ class ChatPage {
   async ask() {
     const question = this.input.value.trim();
     if (!question || this.abort || !this.params.validate()) return;
-    const turn = { role: "assistant", content: "", citations: [], intent: [], id: null, pending: true };
+    const fields = this.params.requestFields();
+    const turn = { role: "assistant", content: "", citations: [], intent: [], id: null, pending: true,
+      index_name: fields.data_sources?.[0]?.parameters?.index_name };
     const body = {
       messages: [...this.conversation.messages.filter((m) => !m.error).map(({ role, content }) => ({ role, content })), { role: "user", content: question }],
       conversation_id: this.conversation.id,
-      ...this.params.requestFields(),
+      ...fields,
     };
     this.conversation.messages.push({ role: "user", content: question }, turn);
     this.input.value = "";
@@ -193,7 +195,7 @@ class ChatPage {
     }
     node.classList.toggle("pending", Boolean(turn.pending));
     node.setAttribute("aria-busy", String(Boolean(turn.pending)));
-    const cite = (n, button) => this.citations.open(n, turn.citations[n - 1], button);
+    const cite = (n, button) => this.citations.open(n, { ...turn.citations[n - 1], index_name: turn.index_name }, button);
     replace(node,
       h("p", { class: "who", text: "ondata" }),
       intentNode(turn.intent),
@@ -247,6 +249,7 @@ function fromStored(message) {
     citations: message.context?.citations || [],
     intent: intentQueries(message.context?.intent),
     id: message.id,
+    index_name: message.index_name || null,
     feedback: message.feedback || null,
   };
 }

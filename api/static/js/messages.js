@@ -1,6 +1,7 @@
 // Rendering of chat turns: answer text with clickable [docN] markers, the search intent,
 // the sources list, feedback controls, and the citation side panel.
 
+import { describeError, downloadDocument } from "./api.js";
 import { h, replace } from "./dom.js";
 
 const MARKER = /\[doc(\d+)\]/g;
@@ -105,9 +106,27 @@ function metaRows(citation) {
     add("Source", citation.url);
   }
   if (citation.filepath) add("File", citation.filepath);
+  if (citation.index_name && citation.doc_id && !/^https?:\/\//i.test(citation.url || "")) {
+    add("Original", downloadButton(citation));
+  }
   if (citation.doc_id) add("Document id", h("code", { text: citation.doc_id }));
   if (citation.chunk_id) add("Chunk id", h("code", { text: citation.chunk_id }));
   return rows;
+}
+
+/** A button that downloads the cited document's original file; errors are said beside it. */
+function downloadButton(citation) {
+  const status = h("span", { class: "download-status", role: "status" });
+  const button = h("button", { type: "button", class: "button secondary", text: "Download" });
+  button.addEventListener("click", async () => {
+    status.textContent = "";
+    try {
+      await downloadDocument(citation.index_name, citation.doc_id, citation.filepath);
+    } catch (err) {
+      status.textContent = describeError(err).title;
+    }
+  });
+  return h("span", {}, button, " ", status);
 }
 
 function paragraphs(text) {
