@@ -201,6 +201,7 @@ def _cell(value: Any) -> str:
 
 def json_line(summary: dict[str, Any], files: RunFiles, gate: GateResult | None) -> dict[str, Any]:
     """The --json object: the issue's fields first, then where the reports are and the gate."""
+    keys: tuple[str, ...]
     if summary["kind"] == "retrieval":
         keys = ("dataset", "split", "docs", "queries", "seconds", "modes", "latency_ms")
     else:

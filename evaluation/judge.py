@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from core.settings import EvaluationSettings
 
@@ -70,15 +71,13 @@ class OpenAIJudge:
 
     async def grade(self, *, question: str, answer: str, passages: Sequence[str]) -> JudgeScores:
         """Scores for one answer; a failed call is logged and scores None (never raised)."""
-        messages: list[dict[str, str]] = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": JUDGE_SYSTEM},
             {"role": "user", "content": judge_prompt(question, answer, passages)},
         ]
         try:
             reply = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=0,  # type: ignore[arg-type]
+                model=self.model, messages=messages, temperature=0
             )
         except openai.OpenAIError as exc:
             logger.warning("judge call failed: %s", exc)

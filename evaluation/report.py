@@ -299,7 +299,7 @@ def _latency_plot(rows: Sequence[Mapping[str, Any]], *, by: str | None) -> Figur
     values = [v for vs in groups.values() for v in vs if v > 0]
     low, high = (min(values), max(values)) if values else (1.0, 10.0)
     # log-spaced bins: modes and warm-up outliers span orders of magnitude
-    bins = np.geomspace(low, max(high, low * 1.01), 40)
+    bins = [float(b) for b in np.geomspace(low, max(high, low * 1.01), 40)]
     for name, latencies in groups.items():
         ax.hist(
             [v for v in latencies if v > 0], bins=bins, histtype="step", linewidth=2, label=name
