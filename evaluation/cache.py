@@ -119,12 +119,13 @@ def corpus_index(
     dataset: str,
     corpus_hash: str,
     records: Iterable[CorpusRecord],
-    embedder: Embedder,
+    embedder: Embedder | None = None,
     total: int | None = None,
 ) -> CorpusIndex:
     """The cached index of a corpus, ingesting it through the real pipeline when missing.
 
-    `records` is only consumed when the index has to be built.
+    `records` is only consumed, and the configured embedder (unless one is given) only
+    loaded, when the index has to be built.
     """
     key = cache_key(settings, corpus_hash)
     root = settings.data_dir / CACHE_DIR
@@ -151,7 +152,7 @@ def _build(
     settings: Settings,
     *,
     records: Iterable[CorpusRecord],
-    embedder: Embedder,
+    embedder: Embedder | None,
     total: int | None,
     key: str,
 ) -> CorpusIndex:

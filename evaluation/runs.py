@@ -34,7 +34,6 @@ from evaluation.cache import CorpusIndex, corpus_index, slug
 from evaluation.datasets import BeirDataset, QADataset, QAItem
 from evaluation.judge import OpenAIJudge
 from retrieval.answer import NOT_FOUND_MESSAGE
-from retrieval.embedders import make_embedder
 from retrieval.index import SearchMode
 from retrieval.search import Searcher
 
@@ -122,7 +121,6 @@ def _index_beir(dataset: BeirDataset, settings: Settings) -> CorpusIndex:
         dataset=dataset.name,
         corpus_hash=dataset.corpus_hash(),
         records=dataset.iter_corpus(),
-        embedder=make_embedder(settings.embedding),
         total=total,
     )
 
@@ -271,7 +269,6 @@ def _index_qa(dataset: QADataset, settings: Settings) -> CorpusIndex:
         dataset=dataset.name,
         corpus_hash=dataset.corpus_hash(),
         records=dataset.corpus,
-        embedder=make_embedder(settings.embedding),
         total=len(dataset.corpus),
     )
 
