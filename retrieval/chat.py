@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -30,6 +31,7 @@ from core.errors import (
 from core.models import ScoredChunk
 from core.settings import ChatSettings
 from retrieval.embedders import Embedder, Vectors
+from retrieval.sparse import Bm25Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +232,11 @@ class ExtractiveAnswerer:
     embedder; the best ``max_sentences`` come out best first -- those scoring at least
     ``min_score`` and ``relative_score`` times the best, without near-repeats -- each cited
     ``[docN]`` with N its document's position in ``documents``.
+
+    Embedding the sentences is the whole cost of an answer (five abstracts are ~25 sentences,
+    ~800 word pieces: hundreds of ms on two cores), so at most ``max_scored`` are embedded:
+    those sharing the most query terms (BM25 tokens, IDF over the candidates, normalised by
+    sentence length). On SciFact, 12 keep the full scoring's first sentence 98% of the time.
     """
 
     def __init__(
@@ -238,6 +245,7 @@ class ExtractiveAnswerer:
         *,
         max_sentences: int = 3,
         max_candidates: int = 64,
+        max_scored: int = 12,
         min_score: float = 0.05,
         relative_score: float = 0.5,
         cache_size: int = 20_000,
@@ -245,6 +253,8 @@ class ExtractiveAnswerer:
         self._embedder = embedder
         self._max_sentences = max_sentences
         self._max_candidates = max_candidates
+        self._max_scored = max_scored
+        self._terms = Bm25Encoder()
         self._min_score = min_score
         self._relative_score = relative_score
         self._cache = _VectorCache(cache_size)
@@ -274,6 +284,7 @@ class ExtractiveAnswerer:
     ) -> ChatResult:
         """The blocking body of `answer`."""
         candidates = candidate_sentences(documents, limit=self._max_candidates)
+        candidates = self._lexical_best(question, candidates)
         if not candidates:
             return ChatResult(content="", model=self.name)
         query = self._embedder.embed_query(question) if question_vector is None else question_vector
@@ -281,6 +292,16 @@ class ExtractiveAnswerer:
         picked = self._pick(candidates, scores)
         text = " ".join(_cited(s.text, s.doc) for s in picked)
         return ChatResult(content=text, model=self.name)
+
+    def _lexical_best(self, question: str, candidates: list[_Sentence]) -> list[_Sentence]:
+        """The `max_scored` candidates sharing the most query terms, in document order."""
+        if len(candidates) <= self._max_scored:
+            return candidates
+        query = set(self._terms.encode_query(question).indices)
+        terms = [set(self._terms.encode_query(c.text).indices) & query for c in candidates]
+        overlap = lexical_overlap(terms, [len(c.text.split()) for c in candidates])
+        best = sorted(range(len(candidates)), key=lambda i: (-overlap[i], i))
+        return [candidates[i] for i in sorted(best[: self._max_scored])]
 
     def _pick(self, candidates: Sequence[_Sentence], scores: np.ndarray) -> list[_Sentence]:
         picked: list[_Sentence] = []
@@ -292,6 +313,16 @@ class ExtractiveAnswerer:
             if not any(_near_same(sentence.text, p.text) for p in picked):
                 picked.append(sentence)
         return picked
+
+
+def lexical_overlap(shared: Sequence[set[int]], lengths: Sequence[int]) -> list[float]:
+    """Per sentence: IDF (over these sentences) of the query terms it shares, / sqrt(words)."""
+    frequency = Counter(term for terms in shared for term in terms)
+    n = len(shared)
+    return [
+        sum(math.log(1 + n / frequency[t]) for t in terms) / math.sqrt(max(length, 1))
+        for terms, length in zip(shared, lengths, strict=True)
+    ]
 
 
 def candidate_sentences(documents: Sequence[ScoredChunk], *, limit: int) -> list[_Sentence]:

@@ -260,11 +260,8 @@ class OnnxEmbedder:
 
     def _encode(self, texts: list[str]) -> Vectors:
         ids = self._tokenizer.encode(texts)
-        # Similar lengths in one batch means little padding to compute over.
-        order = np.argsort([len(row) for row in ids], kind="stable")
         vectors = np.empty((len(texts), self._dimension), dtype=np.float32)
-        for start in range(0, len(order), self._batch_size):
-            rows = order[start : start + self._batch_size]
+        for rows in length_batches([len(row) for row in ids], self._batch_size):
             vectors[rows] = self._run_batch([ids[i] for i in rows])
         return vectors
 
@@ -275,6 +272,29 @@ class OnnxEmbedder:
         except Exception as exc:  # onnxruntime's errors have no common Python base class
             raise EmbeddingError(f"ONNX Runtime failed on a batch of {len(batch)}: {exc}") from exc
         return mean_pool(hidden, feed["attention_mask"])
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, *, max_padding: float = 0.25
+) -> list[list[int]]:
+    """Row indexes grouped into batches of similar length, shortest first.
+
+    Every row of a batch is padded to its longest, so a batch closes when the next row would
+    make padding more than `max_padding` of the real tokens (or at `batch_size` rows): a few
+    long texts among short ones (sentences, chunks) no longer multiply the work.
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    tokens = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        width = lengths[i]
+        padded = (len(batch) + 1) * width
+        if batch and (len(batch) == batch_size or padded > (tokens + width) * (1 + max_padding)):
+            batches.append(batch)
+            batch, tokens = [], 0
+        batch.append(i)
+        tokens += width
+    return [*batches, batch] if batch else batches
 
 
 def _pad(batch: list[list[int]]) -> dict[str, npt.NDArray[np.int64]]:

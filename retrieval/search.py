@@ -275,10 +275,10 @@ def deduplicated(hits: Sequence[_Hit]) -> list[_Hit]:
     words: list[set[str]] = []
     for hit in sorted(_ranked(hits), key=lambda h: h.passes, reverse=True):
         chunk = hit.scored.chunk
+        if chunk.content_hash in hashes:
+            continue
         bag = set(chunk.content.lower().split())
-        if chunk.content_hash in hashes or any(
-            _jaccard(bag, w) >= NEAR_DUPLICATE_JACCARD for w in words
-        ):
+        if any(_near_same(bag, w) for w in words):
             continue
         hashes.add(chunk.content_hash)
         words.append(bag)
@@ -342,8 +342,16 @@ def _ranked(hits: Iterable[_Hit]) -> list[_Hit]:
     return sorted(by_id, key=lambda h: (h.rank, h.scored.rerank_score or 0.0), reverse=True)
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+def _near_same(a: set[str], b: set[str]) -> bool:
+    """Jaccard(a, b) >= NEAR_DUPLICATE_JACCARD; it runs for every pair of hits on the event
+    loop, so bags of too different sizes (Jaccard <= small / large) are ruled out unseen."""
+    small, large = sorted((len(a), len(b)))
+    if small < NEAR_DUPLICATE_JACCARD * large:
+        return False
+    if not large:
+        return True
+    common = len(a & b)
+    return common >= NEAR_DUPLICATE_JACCARD * (small + large - common)
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

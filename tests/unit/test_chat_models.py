@@ -23,6 +23,7 @@ from retrieval.chat import (
     ChatParams,
     ExtractiveAnswerer,
     OpenAIChatModel,
+    lexical_overlap,
     make_chat_model,
 )
 from retrieval.embedders import Embedder
@@ -79,6 +80,25 @@ def test_extractive_answerer_skips_repeated_sentences(embedder: Embedder) -> Non
 def test_extractive_answerer_has_nothing_to_say_without_sentences(embedder: Embedder) -> None:
     assert ExtractiveAnswerer(embedder).compose("anything?", []).content == ""
     assert ExtractiveAnswerer(embedder).compose("anything?", [_doc(1, "Too short.")]).content == ""
+
+
+def test_extractive_answerer_with_many_sentences_embeds_the_ones_sharing_query_terms(
+    embedder: Embedder,
+) -> None:
+    filler = " ".join(f"Room {i} on floor {i} has a window and a desk." for i in range(20))
+    docs = [
+        _doc(1, f"{filler} Staff eat lunch at noon in the canteen downstairs."),
+        _doc(2, "The cafeteria opens at eight and serves breakfast until ten."),
+    ]
+    answerer = ExtractiveAnswerer(embedder, max_scored=2, relative_score=0.99)
+    result = answerer.compose("When does the cafeteria open?", docs)
+    assert result.content == "The cafeteria opens at eight and serves breakfast until ten [doc2]."
+
+
+def test_lexical_overlap_weighs_rare_shared_terms_and_short_sentences() -> None:
+    shared = [{1, 2}, {1}, {1}, set()]
+    scores = lexical_overlap(shared, [10, 10, 40, 5])
+    assert scores[0] > scores[1] > scores[2] > scores[3] == 0.0
 
 
 def test_make_chat_model_builds_each_provider(embedder: Embedder) -> None:

@@ -23,6 +23,7 @@ from retrieval.embedders import (
     OnnxEmbedder,
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
+    length_batches,
     load_word_piece_tokenizer,
     make_embedder,
     word_piece_count,
@@ -83,6 +84,27 @@ def test_onnx_truncates_at_256_word_pieces(onnx_embedder: OnnxEmbedder) -> None:
     # Everything past the window is ignored: appending text changes nothing.
     head, longer = onnx_embedder.embed([words, words + " completely different tail"])
     assert np.allclose(head, longer, atol=1e-6)
+
+
+def test_length_batches_bound_padding_and_size_and_cover_every_row() -> None:
+    lengths = [40, 8, 9, 120, 10, 41, 8, 200, 44, 9]
+    batches = length_batches(lengths, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        widths = [lengths[i] for i in batch]
+        assert len(batch) <= 3
+        assert widths == sorted(widths)
+        assert len(batch) * max(widths) <= 1.25 * sum(widths)
+    assert [[lengths[i] for i in b] for b in batches][:2] == [[8, 8, 9], [9, 10]]
+
+
+def test_onnx_rows_do_not_depend_on_what_they_are_batched_with(
+    onnx_embedder: OnnxEmbedder,
+) -> None:
+    mixed = [*SENTENCES, " ".join(["long"] * 200)]
+    together = onnx_embedder.embed(mixed)
+    alone = np.stack([onnx_embedder.embed([text])[0] for text in mixed])
+    assert np.allclose(together, alone, atol=1e-5)
 
 
 def test_onnx_export_in_the_venv_is_valid_and_reused() -> None:
