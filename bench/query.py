@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -55,6 +56,7 @@ INDEX = "scifact"
 TOP_N = 5
 OVERFETCH = 4  # Searcher's default: top_n * 4 hits per query
 WARMUP = 8
+SERVER_TIMING = re.compile(r"(\w+);dur=([\d.]+)")
 
 
 @dataclass(frozen=True)
@@ -275,8 +277,11 @@ async def http_rows(url: str, pool: Pool, clients: Sequence[int], requests: int)
 # --- streaming overhead over a chat model ------------------------------------------------------
 
 
-async def first_byte_ms(http: httpx.AsyncClient, body: dict[str, Any]) -> float:
-    """Time to the first byte of a streamed response body (then reads the rest)."""
+async def first_byte_ms(
+    http: httpx.AsyncClient, body: dict[str, Any], phases: dict[str, list[float]]
+) -> float:
+    """Time to the first byte of a streamed response body (then reads the rest); the
+    server's own phases (Server-Timing: retrieve, generate to first content) go to `phases`."""
     started = time.perf_counter()
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         first = None
@@ -284,6 +289,8 @@ async def first_byte_ms(http: httpx.AsyncClient, body: dict[str, Any]) -> float:
             first = first or (time.perf_counter() - started) * 1000
         if response.status_code != 200 or first is None:
             raise SystemExit(f"streamed request failed: HTTP {response.status_code}")
+    for name, value in SERVER_TIMING.findall(response.headers.get("server-timing", "")):
+        phases.setdefault(name, []).append(float(value))
     return first
 
 
@@ -322,22 +329,26 @@ async def stream_rows(
             "ONDATA_CHAT__API_KEY": fake.api_key,
             "ONDATA_CHAT__MAX_RETRIES": "0",
         }
+        phases: dict[str, list[float]] = {}
         with served(env) as url:
-            await _first_bytes(url, pool.take(WARMUP // 2))
+            await _first_bytes(url, pool.take(WARMUP // 2), {})
             started = time.perf_counter()
-            ttfb = await _first_bytes(url, pool.take(requests))
+            ttfb = await _first_bytes(url, pool.take(requests), phases)
             wall = time.perf_counter() - started
         own = [await model_own_ms(fake, q) for q in pool.take(requests)]
     return [
         Row("chat model, streamed: first byte", 1, ttfb, wall),
         Row("model alone: intent reply, complete", 1, [a for a, _ in own], None),
         Row("model alone: answer, first token", 1, [b for _, b in own], None),
+        *(Row(f"  server-timing: {name}", 1, ms, None) for name, ms in phases.items()),
     ]
 
 
-async def _first_bytes(url: str, queries: Sequence[str]) -> list[float]:
+async def _first_bytes(
+    url: str, queries: Sequence[str], phases: dict[str, list[float]]
+) -> list[float]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
-        return [await first_byte_ms(http, chat_body(q, stream=True)) for q in queries]
+        return [await first_byte_ms(http, chat_body(q, stream=True), phases) for q in queries]
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -366,14 +377,15 @@ def verdicts(rows: list[Row], streamed: list[Row]) -> list[str]:
             f"{'met' if ok else 'MISSED'}"
         )
     if streamed:
-        ttfb, rewrite, first = streamed
+        ttfb, rewrite, first = streamed[:3]
+        # the model's own time at its median: its jitter is not ours to count
+        model = rewrite.p(50) + first.p(50)
         for q in (50, 95):
-            over = ttfb.p(q) - rewrite.p(q) - first.p(q)
-            ok = over <= 30
+            over = ttfb.p(q) - model
             lines.append(
-                f"first streamed byte p{q} {ttfb.p(q):.1f} ms - model's own (intent "
-                f"{rewrite.p(q):.1f} + first token {first.p(q):.1f}) = {over:.1f} ms <= 30 ms: "
-                f"{'met' if ok else 'MISSED'}"
+                f"first streamed byte p{q} {ttfb.p(q):.1f} ms - model's own p50 (intent "
+                f"{rewrite.p(50):.1f} + first token {first.p(50):.1f}) = {over:.1f} ms "
+                f"<= 30 ms: {'met' if over <= 30 else 'MISSED'}"
             )
     return lines
 
