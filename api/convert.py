@@ -41,6 +41,7 @@ from api.schemas import (
 from core.models import Answer, Citation, ScoredChunk
 from retrieval.answer import AnswerRequest
 from retrieval.chat import ChatMessage, ChatParams, ChatResult, Role
+from retrieval.citations import citation_of
 from retrieval.index import SearchMode
 from retrieval.search import SearchRequest, SearchResult
 
@@ -111,15 +112,8 @@ def citation_out(citation: Citation) -> CitationOut:
 
 
 def retrieved_out(scored: ScoredChunk, queries: Sequence[str]) -> RetrievedDocumentOut:
-    chunk = scored.chunk
     return RetrievedDocumentOut(
-        content=chunk.content,
-        title=chunk.title,
-        url=chunk.url,
-        filepath=chunk.filepath,
-        chunk_id=chunk.chunk_id,
-        doc_id=chunk.doc_id,
-        page=chunk.page,
+        **citation_of(scored).model_dump(),
         search_queries=list(queries),
         original_search_score=scored.original_search_score,
         rerank_score=scored.rerank_score,
@@ -209,17 +203,10 @@ def search_response(result: SearchResult) -> SearchResponse:
 
 
 def _search_result(scored: ScoredChunk) -> SearchResultOut:
-    chunk = scored.chunk
     return SearchResultOut(
-        content=chunk.content,
-        title=chunk.title,
-        url=chunk.url,
-        filepath=chunk.filepath,
-        chunk_id=chunk.chunk_id,
-        doc_id=chunk.doc_id,
-        page=chunk.page,
-        section=chunk.section,
-        metadata=chunk.metadata,
+        **citation_of(scored).model_dump(),
+        section=scored.chunk.section,
+        metadata=scored.chunk.metadata,
         score=scored.score,
         original_search_score=scored.original_search_score,
     )
