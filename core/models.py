@@ -68,6 +68,10 @@ class ScoredChunk(_Frozen):
     original_search_score: float | None = None
     rerank_score: float | None = None
     filter_reason: str | None = None
+    dense_score: float | None = None
+    """Cosine of the chunk's dense vector with the query's, when the search asked for it."""
+    sentence_vectors: str | None = Field(default=None, exclude=True, repr=False)
+    """Stored sentence vectors (retrieval/sentences.py), when the search asked for them."""
 
 
 class Citation(_Frozen):

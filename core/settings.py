@@ -30,7 +30,8 @@ class EmbeddingSettings(BaseModel):
     def _remote_needs_model(self) -> EmbeddingSettings:
         if self.backend == "openai" and not self.base_url and not self.api_key:
             raise ValueError(
-                "embedding.backend=openai needs ONDATA_EMBEDDING__BASE_URL or ONDATA_EMBEDDING__API_KEY"
+                "embedding.backend=openai needs ONDATA_EMBEDDING__BASE_URL or "
+                "ONDATA_EMBEDDING__API_KEY"
             )
         return self
 

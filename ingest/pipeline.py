@@ -20,8 +20,9 @@ from core.metrics import embedding_timer, record_ingest
 from core.models import Chunk, Document, SparseVector
 from core.settings import Settings
 from ingest.chunking import Chunker
-from retrieval.embedders import Embedder
+from retrieval.embedders import Embedder, SpanEmbedder, Vectors
 from retrieval.index import IndexedChunk, VectorIndex
+from retrieval.sentences import content_spans, encode_sentence_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -216,10 +217,13 @@ class IngestPipeline:
         chunks = [c for _, cs in batch for c in cs]
         try:
             with embedding_timer("documents"):
-                vectors = self.embedder.embed([c.embed_text for c in chunks])
+                vectors, sentences = self._embed(chunks)
             items = [
                 IndexedChunk(
-                    chunk=c, dense=vectors[i], sparse=self.sparse.encode_document(c.embed_text)
+                    chunk=c,
+                    dense=vectors[i],
+                    sparse=self.sparse.encode_document(c.embed_text),
+                    sentence_vectors=sentences[i],
                 )
                 for i, c in enumerate(chunks)
             ]
@@ -240,6 +244,19 @@ class IngestPipeline:
             report.outcomes[doc.doc_id] = "indexed"
         self.store.save_documents([self._record(doc, len(cs)) for doc, cs in batch])
         logger.info("indexed documents=%d chunks=%d", len(batch), len(chunks))
+
+    def _embed(self, chunks: Sequence[Chunk]) -> tuple[Vectors, list[str | None]]:
+        """Chunk vectors, and each chunk's sentence vectors when the embedder can pool spans.
+
+        The sentence vectors come from the same forward pass (retrieval/sentences.py), so the
+        extractive answerer never embeds at question time.
+        """
+        texts = [c.embed_text for c in chunks]
+        if not isinstance(self.embedder, SpanEmbedder):
+            return self.embedder.embed(texts), [None] * len(chunks)
+        spans = [content_spans(c.embed_text, c.content) for c in chunks]
+        vectors, pooled = self.embedder.embed_spans(texts, spans)
+        return vectors, [encode_sentence_vectors(p) if len(p) else None for p in pooled]
 
     def _record(self, doc: Document, chunk_count: int) -> DocumentRecord:
         return DocumentRecord(

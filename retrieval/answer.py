@@ -232,7 +232,10 @@ class AnswerService:
 
     async def _ground(self, request: AnswerRequest) -> _Grounding:
         intent, tokens = await self._intent(request)
-        search = await self._searcher.search(request.search_request(intent))
+        search_request = request.search_request(intent)
+        if isinstance(self._model, ExtractiveAnswerer):
+            search_request = replace(search_request, with_sentence_vectors=True)
+        search = await self._searcher.search(search_request)
         if isinstance(self._model, ExtractiveAnswerer):
             return _Grounding(intent, search, search.documents, None, tokens)
         prompt = build_messages(

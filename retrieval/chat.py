@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -31,6 +30,7 @@ from core.errors import (
 from core.models import ScoredChunk
 from core.settings import ChatSettings
 from retrieval.embedders import Embedder, Vectors
+from retrieval.sentences import decode_sentence_vectors, sentence_spans
 from retrieval.sparse import Bm25Encoder
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,6 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 # --- the extractive answerer -------------------------------------------------------------
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
 _MIN_WORDS = 4
 _MAX_SENTENCE_CHARS = 600
 
@@ -199,6 +198,8 @@ _MAX_SENTENCE_CHARS = 600
 class _Sentence:
     doc: int
     text: str
+    vector: Vectors | None = None
+    """Stored at ingestion (retrieval/sentences.py); None: embed it now."""
 
 
 class _VectorCache:
@@ -283,15 +284,32 @@ class ExtractiveAnswerer:
         question_vector: Vectors | None = None,
     ) -> ChatResult:
         """The blocking body of `answer`."""
-        candidates = candidate_sentences(documents, limit=self._max_candidates)
-        candidates = self._lexical_best(question, candidates)
+        found = candidate_sentences(
+            documents, limit=self._max_candidates, dimension=self._embedder.dimension
+        )
+        stored = [c for c in found if c.vector is not None]
+        unscored = self._lexical_best(question, [c for c in found if c.vector is None])
+        candidates = stored + unscored
         if not candidates:
             return ChatResult(content="", model=self.name)
         query = self._embedder.embed_query(question) if question_vector is None else question_vector
-        scores = self._cache.embed(self._embedder, [s.text for s in candidates]) @ query
+        scores = self._scores(candidates, stored, unscored, query)
         picked = self._pick(candidates, scores)
         text = " ".join(_cited(s.text, s.doc) for s in picked)
         return ChatResult(content=text, model=self.name)
+
+    def _scores(
+        self,
+        candidates: Sequence[_Sentence],
+        stored: Sequence[_Sentence],
+        unscored: Sequence[_Sentence],
+        query: Vectors,
+    ) -> np.ndarray:
+        """Cosine with the question: stored vectors as they are, the rest embedded now."""
+        rows = [c.vector for c in stored if c.vector is not None]
+        if unscored:
+            rows.extend(self._cache.embed(self._embedder, [c.text for c in unscored]))
+        return np.asarray(np.stack(rows) @ query, dtype=np.float32).reshape(len(candidates))
 
     def _lexical_best(self, question: str, candidates: list[_Sentence]) -> list[_Sentence]:
         """The `max_scored` candidates sharing the most query terms, in document order."""
@@ -325,21 +343,35 @@ def lexical_overlap(shared: Sequence[set[int]], lengths: Sequence[int]) -> list[
     ]
 
 
-def candidate_sentences(documents: Sequence[ScoredChunk], *, limit: int) -> list[_Sentence]:
-    """Sentences of the documents worth quoting, in document order, unique, at most `limit`."""
+def candidate_sentences(
+    documents: Sequence[ScoredChunk], *, limit: int, dimension: int = 0
+) -> list[_Sentence]:
+    """Sentences of the documents worth quoting, in document order, unique, at most `limit`.
+
+    Each carries its stored vector when the chunk has one for it (`dimension` > 0).
+    """
     seen: set[str] = set()
     out: list[_Sentence] = []
     for number, scored in enumerate(documents, start=1):
-        for raw in _SENTENCE_END.split(scored.chunk.content):
-            text = " ".join(raw.split())[:_MAX_SENTENCE_CHARS]
+        content = scored.chunk.content
+        stored = _stored_vectors(scored, dimension)
+        for k, (start, end) in enumerate(sentence_spans(content)):
+            text = " ".join(content[start:end].split())[:_MAX_SENTENCE_CHARS]
             key = text.lower()
             if len(text.split()) < _MIN_WORDS or key in seen:
                 continue
             seen.add(key)
-            out.append(_Sentence(doc=number, text=text))
+            vector = stored[k] if k < len(stored) and stored[k].any() else None
+            out.append(_Sentence(doc=number, text=text, vector=vector))
             if len(out) == limit:
                 return out
     return out
+
+
+def _stored_vectors(scored: ScoredChunk, dimension: int) -> Vectors:
+    if not dimension or not scored.sentence_vectors:
+        return np.zeros((0, max(dimension, 1)), dtype=np.float32)
+    return decode_sentence_vectors(scored.sentence_vectors, dimension)
 
 
 def _cited(sentence: str, doc: int) -> str:

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,22 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> Vectors:
         """Embed one search query; a 1-D vector."""
+        ...
+
+
+@runtime_checkable
+class SpanEmbedder(Protocol):
+    """An embedder that can also pool its token states over character spans of each text.
+
+    Local models can; a remote `/v1/embeddings` endpoint cannot (it returns pooled vectors).
+    """
+
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[Vectors, list[Vectors]]:
+        """Text vectors, and per text one unit vector per (start, end) character span:
+        the mean of the token states inside the span, zeros where the model saw none of it
+        (truncated away). Text vectors equal what `embed` returns."""
         ...
 
 
@@ -175,6 +191,12 @@ class WordPieceTokenizer:
         """Model input ids per text: special tokens added, truncated to max_seq_length."""
         return [encoding.ids for encoding in self._encoder.encode_batch(list(texts))]
 
+    def encode_with_offsets(
+        self, texts: Sequence[str]
+    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """As `encode`, with each token's (start, end) character offsets ((0, 0): special)."""
+        return [(e.ids, e.offsets) for e in self._encoder.encode_batch(list(texts))]
+
 
 @functools.cache
 def load_word_piece_tokenizer(
@@ -265,13 +287,53 @@ class OnnxEmbedder:
             vectors[rows] = self._run_batch([ids[i] for i in rows])
         return vectors
 
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[Vectors, list[Vectors]]:
+        encoded = self._tokenizer.encode_with_offsets(texts)
+        vectors = np.empty((len(texts), self._dimension), dtype=np.float32)
+        pooled: list[Vectors] = [np.empty((0, self._dimension), dtype=np.float32)] * len(texts)
+        for rows in length_batches([len(ids) for ids, _ in encoded], self._batch_size):
+            feed, hidden = self._forward([encoded[i][0] for i in rows])
+            vectors[rows] = mean_pool(hidden, feed["attention_mask"])
+            for j, i in enumerate(rows):
+                pooled[i] = span_pool(hidden[j], encoded[i][1], spans[i])
+        return vectors, pooled
+
     def _run_batch(self, batch: list[list[int]]) -> Vectors:
+        feed, hidden = self._forward(batch)
+        return mean_pool(hidden, feed["attention_mask"])
+
+    def _forward(
+        self, batch: list[list[int]]
+    ) -> tuple[dict[str, npt.NDArray[np.int64]], npt.NDArray[np.float32]]:
         feed = _pad(batch)
         try:
             hidden = self._session.run(None, {k: feed[k] for k in feed.keys() & self._inputs})[0]
         except Exception as exc:  # onnxruntime's errors have no common Python base class
             raise EmbeddingError(f"ONNX Runtime failed on a batch of {len(batch)}: {exc}") from exc
-        return mean_pool(hidden, feed["attention_mask"])
+        return feed, hidden
+
+
+def span_pool(
+    hidden: npt.NDArray[np.float32],
+    offsets: Sequence[tuple[int, int]],
+    spans: Sequence[tuple[int, int]],
+) -> Vectors:
+    """One unit vector per character span: mean of the token states inside it (else zeros).
+
+    `hidden` is one padded row of token states; `offsets` covers its real tokens, specials as
+    (0, 0). A token belongs to a span when its characters lie within it.
+    """
+    starts = np.array([s for s, _ in offsets])
+    ends = np.array([e for _, e in offsets])
+    real = ends > starts
+    out = np.zeros((len(spans), hidden.shape[-1]), dtype=np.float32)
+    for k, (start, end) in enumerate(spans):
+        inside = np.flatnonzero(real & (starts >= start) & (ends <= end))
+        if inside.size:
+            out[k] = hidden[inside].mean(axis=0)
+    return l2_normalize(out)
 
 
 def length_batches(

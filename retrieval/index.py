@@ -45,6 +45,8 @@ DENSE = "dense"
 SPARSE = "sparse"
 CHUNK_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-5b8e-9c41-0d2b9e5a7c13")
 """Namespace of the point ids; fixed forever, or existing points lose their identity."""
+SENTENCE_VECTORS = "_sentence_vectors"
+"""Payload key of the chunk's sentence vectors (retrieval/sentences.py); only fetched on request."""
 BOOL_TERMS = "_bool_terms"
 """Payload key holding ``"<path>=true|false"`` for boolean metadata (see _bool_terms)."""
 INDEXED_KEYWORDS = ("doc_id", "acl_groups", "filepath")
@@ -63,6 +65,7 @@ class IndexedChunk:
     chunk: Chunk
     dense: npt.NDArray[np.float32]
     sparse: SparseVector
+    sentence_vectors: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class IndexQuery:
     """One retrieval request against the index.
 
     `rrf_k` is the RRF rank constant (score = sum of 1/(k + rank)); unused by DBSF.
+    `with_dense_score` fills each hit's `dense_score` (cosine with `dense`, whatever the mode);
+    `with_sentence_vectors` returns the stored sentence vectors (large; off by default).
     """
 
     mode: SearchMode
@@ -93,6 +98,8 @@ class IndexQuery:
     fusion: FusionMethod = "rrf"
     prefetch_limit: int = 100
     rrf_k: int = 60
+    with_dense_score: bool = False
+    with_sentence_vectors: bool = False
 
 
 class VectorIndex(Protocol):
@@ -138,19 +145,44 @@ def payload_key(key: str) -> str:
     return f"metadata.{key}"
 
 
-def chunk_payload(chunk: Chunk) -> dict[str, Any]:
+def chunk_payload(item: IndexedChunk) -> dict[str, Any]:
     """The payload stored with a chunk's point."""
-    payload = chunk.model_dump(mode="json")
-    payload[BOOL_TERMS] = _bool_terms(chunk.metadata)
+    payload = item.chunk.model_dump(mode="json")
+    payload[BOOL_TERMS] = _bool_terms(item.chunk.metadata)
+    if item.sentence_vectors:
+        payload[SENTENCE_VECTORS] = item.sentence_vectors
     return payload
 
 
-def scored_chunk(payload: dict[str, Any] | None, score: float) -> ScoredChunk:
-    """Rebuild a ScoredChunk from a hit's payload."""
+def scored_chunk(
+    payload: dict[str, Any] | None,
+    score: float,
+    *,
+    vector: Any = None,
+    request: IndexQuery | None = None,
+) -> ScoredChunk:
+    """Rebuild a ScoredChunk from a hit's payload (and its dense vector, when fetched)."""
     if payload is None:
         raise IndexBackendError("index returned a hit without payload")
-    fields = {key: value for key, value in payload.items() if key != BOOL_TERMS}
-    return ScoredChunk(chunk=Chunk.model_validate(fields), score=float(score))
+    fields = {k: v for k, v in payload.items() if k not in (BOOL_TERMS, SENTENCE_VECTORS)}
+    return ScoredChunk(
+        chunk=Chunk.model_validate(fields),
+        score=float(score),
+        dense_score=_dense_score(vector, request),
+        sentence_vectors=payload.get(SENTENCE_VECTORS),
+    )
+
+
+def _dense_score(vector: Any, request: IndexQuery | None) -> float | None:
+    """Cosine of a hit's stored dense vector with the query's (None when not fetched)."""
+    if request is None or not request.with_dense_score or request.dense is None:
+        return None
+    stored = vector.get(DENSE) if isinstance(vector, dict) else None
+    if stored is None:
+        return None
+    a = np.asarray(stored, dtype=np.float32)
+    b = np.asarray(request.dense, dtype=np.float32).ravel()
+    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
 
 
 def _bool_terms(metadata: dict[str, Any]) -> list[str]:
@@ -259,9 +291,17 @@ def _edge_keyword(request: IndexQuery) -> edge.Query:
 
 def _edge_request(request: IndexQuery) -> edge.QueryRequest:
     flt = _edge_filter(request.filter)
+    fetch: dict[str, Any] = {
+        "with_payload": (
+            True
+            if request.with_sentence_vectors
+            else edge.PayloadSelector.Exclude([SENTENCE_VECTORS])
+        ),
+        "with_vector": [DENSE] if request.with_dense_score else False,
+    }
     if request.mode != "hybrid":
         nearest = _edge_dense(request) if request.mode == "vector" else _edge_keyword(request)
-        return edge.QueryRequest(limit=request.limit, query=nearest, filter=flt, with_payload=True)
+        return edge.QueryRequest(limit=request.limit, query=nearest, filter=flt, **fetch)
     depth = max(request.prefetch_limit, request.limit)
     prefetches = [
         edge.Prefetch(limit=depth, query=_edge_dense(request), filter=flt),
@@ -271,9 +311,7 @@ def _edge_request(request: IndexQuery) -> edge.QueryRequest:
     fusion: Any = (
         edge.Fusion.Rrf(k=request.rrf_k) if request.fusion == "rrf" else edge.Fusion.Dbsf()
     )
-    return edge.QueryRequest(
-        limit=request.limit, prefetches=prefetches, query=fusion, with_payload=True
-    )
+    return edge.QueryRequest(limit=request.limit, prefetches=prefetches, query=fusion, **fetch)
 
 
 def _edge_point(item: IndexedChunk) -> edge.Point:
@@ -281,7 +319,7 @@ def _edge_point(item: IndexedChunk) -> edge.Point:
         DENSE: _dense_list(item.dense),
         SPARSE: edge.SparseVector(list(item.sparse.indices), list(item.sparse.values)),
     }
-    return edge.Point(point_id(item.chunk.chunk_id), vectors, chunk_payload(item.chunk))
+    return edge.Point(point_id(item.chunk.chunk_id), vectors, chunk_payload(item))
 
 
 def _edge_doc_filter(doc_id: str | None, keep_chunk_ids: Sequence[str] = ()) -> edge.Filter | None:
@@ -387,7 +425,10 @@ class QdrantEdgeIndex:
         query = _edge_request(request)
         with _backend_errors(self.backend, "query"):
             hits = self._live().query(query)
-        return [scored_chunk(hit.payload, hit.score) for hit in hits]
+        return [
+            scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request)
+            for hit in hits
+        ]
 
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in all or for one document (exact)."""
@@ -473,7 +514,7 @@ def _server_sparse(vector: SparseVector | None) -> qm.SparseVector:
 def _server_point(item: IndexedChunk) -> qm.PointStruct:
     vectors: dict[str, Any] = {DENSE: _dense_list(item.dense), SPARSE: _server_sparse(item.sparse)}
     return qm.PointStruct(
-        id=point_id(item.chunk.chunk_id), vector=vectors, payload=chunk_payload(item.chunk)
+        id=point_id(item.chunk.chunk_id), vector=vectors, payload=chunk_payload(item)
     )
 
 
@@ -622,9 +663,17 @@ class QdrantServerIndex:
                 prefetch=q.prefetch,
                 query_filter=q.query_filter,
                 limit=request.limit,
-                with_payload=True,
+                with_payload=(
+                    True
+                    if request.with_sentence_vectors
+                    else qm.PayloadSelectorExclude(exclude=[SENTENCE_VECTORS])
+                ),
+                with_vectors=[DENSE] if request.with_dense_score else False,
             )
-        return [scored_chunk(hit.payload, hit.score) for hit in response.points]
+        return [
+            scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request)
+            for hit in response.points
+        ]
 
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in all or for one document (exact)."""

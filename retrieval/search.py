@@ -7,9 +7,9 @@ Strictness (1..5, default 3) is a relevance cut-off on a *relevance* that means 
 whatever the scale of the raw score, defined per mode:
 
 * vector: relevance = cosine similarity of chunk and query (vectors are L2-normalised).
-* hybrid: relevance = the same cosine, read from a dense query run alongside the fused one
-  (fused RRF/DBSF scores are rank-based and say nothing absolute). A fused hit outside the
-  dense candidates gets the lowest cosine among them, an upper bound of its own.
+* hybrid: relevance = the same cosine, computed from each fused hit's stored dense vector,
+  which the fused query returns with it (fused RRF/DBSF scores are rank-based and say nothing
+  absolute).
 * keyword: relevance = BM25 score / the query's best BM25 score (BM25 has no absolute scale,
   so only the relative rule applies).
 
@@ -85,6 +85,8 @@ class SearchRequest:
     top_n_documents: int = DEFAULT_TOP_N
     strictness: int = DEFAULT_STRICTNESS
     filter: MetadataFilter | None = None
+    with_sentence_vectors: bool = False
+    """Return the chunks' stored sentence vectors (for the extractive answerer)."""
 
     def __post_init__(self) -> None:
         queries = tuple(q.strip() for q in self.queries if q.strip())
@@ -185,10 +187,9 @@ class Searcher:
             return _judged(
                 hits, [h.score for h in hits], absolute=ABSOLUTE[strictness], strictness=strictness
             )
-        dense_hits = index.query(self._index_query(request, "vector", dense, None))
-        judged = _judged(
-            hits, _cosines(hits, dense_hits), absolute=ABSOLUTE[strictness], strictness=strictness
-        )
+        # every hybrid hit comes back with its cosine to the query (see _index_query)
+        cosines = [h.dense_score if h.dense_score is not None else 0.0 for h in hits]
+        judged = _judged(hits, cosines, absolute=ABSOLUTE[strictness], strictness=strictness)
         best = max((h.score for h in hits), default=0.0) or 1.0
         # fused scores rank hybrid hits (cosine only decides strictness)
         return [replace(j, rank=j.scored.score / best) for j in judged]
@@ -224,15 +225,16 @@ class Searcher:
         dense: np.ndarray | None,
         sparse: SparseVector | None,
     ) -> IndexQuery:
-        fetch = request.top_n_documents * self._overfetch
         return IndexQuery(
             mode=mode,
-            limit=fetch if mode == request.mode else max(fetch, self._prefetch_limit),
+            limit=request.top_n_documents * self._overfetch,
             dense=dense,
             sparse=sparse,
             filter=request.filter,
             fusion=self._fusion,
             prefetch_limit=self._prefetch_limit,
+            with_dense_score=mode == "hybrid",
+            with_sentence_vectors=request.with_sentence_vectors,
         )
 
 
@@ -328,12 +330,6 @@ def _judged(
 def _relative(hits: Sequence[ScoredChunk]) -> list[float]:
     best = max((h.score for h in hits), default=0.0) or 1.0
     return [h.score / best for h in hits]
-
-
-def _cosines(fused: Sequence[ScoredChunk], dense: Sequence[ScoredChunk]) -> list[float]:
-    by_id = {h.chunk.chunk_id: h.score for h in dense}
-    floor = min(by_id.values(), default=0.0)
-    return [by_id.get(h.chunk.chunk_id, floor) for h in fused]
 
 
 def _ranked(hits: Iterable[_Hit]) -> list[_Hit]:

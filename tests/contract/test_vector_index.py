@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from retrieval.index import (
     MetadataFilter,
     QdrantEdgeIndex,
     QdrantServerIndex,
+    SearchMode,
     VectorIndex,
     drop_index,
     edge_index_path,
@@ -251,6 +253,38 @@ class TestVectorIndexContract:
             request = IndexQuery(mode="vector", limit=1, dense=vector(DENSE[chunk.chunk_id]))
             (hit,) = index.query(request)
             assert hit.chunk == chunk
+
+    @pytest.mark.parametrize("mode", ["vector", "hybrid", "keyword"])
+    def test_index_dense_score_is_each_hits_cosine_in_every_mode(
+        self, index: VectorIndex, mode: SearchMode
+    ) -> None:
+        query = vector([0.6, 0.8, 0, 0])
+        sparse = BM25.encode_query("cats dogs fish tax")
+        request = IndexQuery(
+            mode=mode, limit=4, dense=query, sparse=sparse, with_dense_score=True
+        )
+        hits = index.query(request)
+        assert hits
+        for hit in hits:
+            stored = vector(DENSE[hit.chunk.chunk_id])
+            assert hit.dense_score == pytest.approx(float(stored @ query), abs=1e-5)
+        plain = index.query(IndexQuery(mode="vector", limit=4, dense=query))
+        assert all(hit.dense_score is None for hit in plain)
+
+    def test_index_sentence_vectors_only_come_back_when_asked(
+        self, open_test_index: OpenIndex
+    ) -> None:
+        index = open_test_index()
+        stored = indexed(CAT)
+        index.upsert([IndexedChunk(stored.chunk, stored.dense, stored.sparse, "AQID")])
+        request = IndexQuery(mode="vector", limit=1, dense=vector([1, 0, 0, 0]))
+        (plain,) = index.query(request)
+        assert plain.sentence_vectors is None
+        assert plain.chunk == CAT
+        (full,) = index.query(replace(request, with_sentence_vectors=True))
+        assert full.sentence_vectors == "AQID"
+        assert full.chunk == CAT
+        assert "sentence_vectors" not in full.model_dump()
 
     def test_index_reopened_sees_its_data(self, open_test_index: OpenIndex) -> None:
         first = open_test_index()

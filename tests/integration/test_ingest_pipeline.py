@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.settings import Settings
@@ -15,6 +16,7 @@ from ingest.service import open_pipeline, open_store, parser_for
 from ingest.sources import source_files
 from retrieval.embedders import Embedder, make_embedder
 from retrieval.index import IndexQuery
+from retrieval.sentences import decode_sentence_vectors, sentence_spans
 
 HANDBOOK = """# Travel policy
 
@@ -130,6 +132,26 @@ def test_pipeline_keeps_section_path_and_title(
     assert chunk.section is not None
     assert "Hotels" in chunk.section
     assert "Hotels" in chunk.embed_text
+
+
+def test_pipeline_stores_one_sentence_vector_per_sentence_of_each_chunk(
+    pipeline: IngestPipeline, settings: Settings, corpus: Path, embedder: Embedder
+) -> None:
+    _ingest(pipeline, settings, corpus)
+    question = embedder.embed_query("hotel price per night")
+    hits = pipeline.index.query(
+        IndexQuery(mode="vector", limit=5, dense=question, with_sentence_vectors=True)
+    )
+    assert hits
+    for hit in hits:
+        assert hit.sentence_vectors is not None
+        rows = decode_sentence_vectors(hit.sentence_vectors, embedder.dimension)
+        spans = sentence_spans(hit.chunk.content)
+        assert rows.shape == (len(spans), embedder.dimension)
+        best = int(np.argmax(rows @ question))
+        start, end = spans[best]
+        if "180 euros" in hit.chunk.content:
+            assert "180 euros" in hit.chunk.content[start:end]
 
 
 def test_pipeline_samples_folder_ingests(
