@@ -8,7 +8,7 @@ call `principal.require_index(body.index_name)`. Retrieval passes `principal.gro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,7 +21,7 @@ from retrieval.answer import AnswerService
 from retrieval.search import Searcher
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -29,15 +29,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_answers(services: ServicesDep) -> AnswerService:
+async def get_answers(services: ServicesDep) -> AnswerService:
     return services.answers
 
 
-def get_searcher(services: ServicesDep) -> Searcher:
+async def get_searcher(services: ServicesDep) -> Searcher:
     return services.searcher
 
 
@@ -46,7 +46,7 @@ AnswersDep = Annotated[AnswerService, Depends(get_answers)]
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
-def get_access(request: Request) -> AccessControl:
+async def get_access(request: Request) -> AccessControl:
     access: AccessControl = request.app.state.access
     return access
 
@@ -55,7 +55,9 @@ AccessDep = Annotated[AccessControl, Depends(get_access)]
 
 
 def _authenticated(request: Request, access: AccessDep) -> Principal:
-    # a plain def: FastAPI runs it in the threadpool (the key lookup is a database read)
+    # a plain def: FastAPI runs it in the threadpool (the key lookup is a database read).
+    # It is the only one: the other dependencies are async, as each plain one costs a
+    # threadpool hop per request.
     return access.authenticate(request.headers)
 
 
@@ -72,10 +74,10 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_role(role: Role) -> Callable[[Principal], Principal]:
+def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, who must hold `role` or a higher one (403 otherwise)."""
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    async def dependency(principal: PrincipalDep) -> Principal:
         principal.require_role(role)
         return principal
 
@@ -84,11 +86,11 @@ def require_role(role: Role) -> Callable[[Principal], Principal]:
 
 def require_index_access(
     role: Role = "reader", *, path_param: str = "name"
-) -> Callable[[Request, Principal], Principal]:
+) -> Callable[[Request, Principal], Awaitable[Principal]]:
     """A dependency: the caller, holding `role`, with the index named by the path parameter
     `path_param` in its key's scope (403 otherwise, before the index is even looked up)."""
 
-    def dependency(request: Request, principal: PrincipalDep) -> Principal:
+    async def dependency(request: Request, principal: PrincipalDep) -> Principal:
         principal.require_role(role)
         principal.require_index(str(request.path_params[path_param]), param=path_param)
         return principal
@@ -104,12 +106,12 @@ IndexContributor = Annotated[Principal, Depends(require_index_access("contributo
 IndexAdmin = Annotated[Principal, Depends(require_index_access("admin"))]
 
 
-def get_caller(principal: PrincipalDep, access: AccessDep) -> Caller:
+async def get_caller(principal: PrincipalDep, access: AccessDep) -> Caller:
     return Caller(principal=principal, limiter=access.limiter)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require_api_key(principal: PrincipalDep) -> None:
+async def require_api_key(principal: PrincipalDep) -> None:
     """Router-level guard (`dependencies=[Depends(require_api_key)]`): any valid key."""

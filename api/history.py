@@ -31,14 +31,14 @@ CONVERSATION_HEADER = "x-ondata-conversation-id"
 MESSAGE_HEADER = "x-ondata-message-id"
 
 
-def get_conversations(services: ServicesDep) -> ConversationStore:
+async def get_conversations(services: ServicesDep) -> ConversationStore:
     return ConversationStore(services.store)
 
 
 ConversationsDep = Annotated[ConversationStore, Depends(get_conversations)]
 
 
-def get_owner(principal: PrincipalDep) -> str:
+async def get_owner(principal: PrincipalDep) -> str:
     """Whose conversations a request sees: the caller's key (one owner while auth is off)."""
     return principal.subject
 
@@ -66,7 +66,7 @@ class ChatHistory:
         )
 
 
-def get_chat_history(
+async def get_chat_history(
     conversations: ConversationsDep,
     owner: OwnerDep,
     header_id: Annotated[str | None, Header(alias=CONVERSATION_HEADER)] = None,
