@@ -152,32 +152,55 @@ class Searcher:
         The extractive answerer scores sentences against the same query, and repeated
         questions are common, so this saves the dominant cost of a query.
         """
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> list[Vectors]:
+        """Dense vectors of several queries: cached ones reused, the rest in one model run."""
         with self._cache_lock:
-            vector = self._query_vectors.get(text)
-            if vector is not None:
+            found = {t: self._query_vectors[t] for t in texts if t in self._query_vectors}
+            for text in found:
                 self._query_vectors.move_to_end(text)
-                return vector
-        with embedding_timer("query"):
-            vector = self._embedder.embed_query(text)
-        with self._cache_lock:
-            self._query_vectors[text] = vector
-            if len(self._query_vectors) > QUERY_CACHE_SIZE:
-                self._query_vectors.popitem(last=False)
-        return vector
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            with embedding_timer("query"):
+                found.update(zip(missing, self._embedder.embed(missing), strict=True))
+            with self._cache_lock:
+                self._query_vectors.update((t, found[t]) for t in missing)
+                while len(self._query_vectors) > QUERY_CACHE_SIZE:
+                    self._query_vectors.popitem(last=False)
+        return [found[t] for t in texts]
 
     async def search(self, request: SearchRequest) -> SearchResult:
         """Run every query concurrently, merge (best score per chunk), cut, and return."""
         index = await asyncio.to_thread(self._indexes, request.index_name)
+        queries = request.queries
+        dense: list[Vectors | None] = [None] * len(queries)
+        if request.mode != "keyword" and len(queries) > 1:
+            # one model run for all the intent's queries, not one each
+            dense = list(await asyncio.to_thread(self.embed_queries, queries))
         runs = await asyncio.gather(
-            *(asyncio.to_thread(self.run_query, index, q, request) for q in request.queries)
+            *(
+                asyncio.to_thread(self.run_query, index, q, request, dense=v)
+                for q, v in zip(queries, dense, strict=True)
+            )
         )
         hits = deduplicated(merged(runs))
         kept, every = cut(hits, top_n=request.top_n_documents)
         return SearchResult(documents=kept, all_retrieved=every, queries=request.queries)
 
-    def run_query(self, index: VectorIndex, query: str, request: SearchRequest) -> list[_Hit]:
-        """One query against the index (blocking), with each hit's strictness verdict."""
-        dense = self.embed_query(query) if request.mode != "keyword" else None
+    def run_query(
+        self,
+        index: VectorIndex,
+        query: str,
+        request: SearchRequest,
+        *,
+        dense: Vectors | None = None,
+    ) -> list[_Hit]:
+        """One query against the index (blocking), with each hit's strictness verdict.
+
+        `dense`, when given, is the query's vector (else it is embedded here)."""
+        if dense is None and request.mode != "keyword":
+            dense = self.embed_query(query)
         sparse = self._sparse.encode_query(query) if request.mode != "vector" else None
         hits = index.query(self._index_query(request, request.mode, dense, sparse))
         strictness = request.strictness
