@@ -261,11 +261,15 @@ class AnswerService:
 
     async def _generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         if isinstance(self._model, ExtractiveAnswerer):
-            question = grounding.intent[0]
-            vector = await asyncio.to_thread(self._searcher.embed_query, question)
-            return await self._model.answer(question, grounding.documents, question_vector=vector)
+            return await asyncio.to_thread(self._extract, grounding.intent[0], grounding.documents)
         assert grounding.prompt is not None
         return await self._model.complete(grounding.prompt.messages, params=self._params(request))
+
+    def _extract(self, question: str, documents: Sequence[ScoredChunk]) -> ChatResult:
+        """The extractive answer (blocking; the question's vector is cached by the search)."""
+        assert isinstance(self._model, ExtractiveAnswerer)
+        vector = self._searcher.embed_query(question)
+        return self._model.compose(question, documents, question_vector=vector)
 
     async def _stream_text(
         self,

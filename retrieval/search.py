@@ -171,19 +171,22 @@ class Searcher:
         return [found[t] for t in texts]
 
     async def search(self, request: SearchRequest) -> SearchResult:
-        """Run every query concurrently, merge (best score per chunk), cut, and return."""
-        index = await asyncio.to_thread(self._indexes, request.index_name)
+        """Run every query, merge (best score per chunk), cut, and return."""
+        # one worker-thread hop for the whole search: each hop costs a GIL hand-over, which
+        # showed in the tail latency under load
+        return await asyncio.to_thread(self.search_blocking, request)
+
+    def search_blocking(self, request: SearchRequest) -> SearchResult:
+        """The body of `search` (blocking)."""
+        index = self._indexes(request.index_name)
         queries = request.queries
         dense: list[Vectors | None] = [None] * len(queries)
-        if request.mode != "keyword" and len(queries) > 1:
+        if request.mode != "keyword":
             # one model run for all the intent's queries, not one each
-            dense = list(await asyncio.to_thread(self.embed_queries, queries))
-        runs = await asyncio.gather(
-            *(
-                asyncio.to_thread(self.run_query, index, q, request, dense=v)
-                for q, v in zip(queries, dense, strict=True)
-            )
-        )
+            dense = list(self.embed_queries(queries))
+        runs = [
+            self.run_query(index, q, request, dense=v) for q, v in zip(queries, dense, strict=True)
+        ]
         hits = deduplicated(merged(runs))
         kept, every = cut(hits, top_n=request.top_n_documents)
         return SearchResult(documents=kept, all_retrieved=every, queries=request.queries)
