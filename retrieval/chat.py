@@ -394,7 +394,7 @@ def make_chat_model(
 ) -> ChatModel | ExtractiveAnswerer:
     """The configured chat model, or the extractive answerer when provider is none."""
     if settings.provider == "none":
-        return ExtractiveAnswerer(embedder)
+        return ExtractiveAnswerer(embedder, min_score=settings.extractive_min_score)
     if settings.provider == "azure":
         return AzureOpenAIChatModel(_azure_client(settings), deployment=_deployment(settings))
     key = settings.api_key.get_secret_value() if settings.api_key else None
