@@ -46,6 +46,12 @@ logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
 
+ONNX_RUN_ROWS = 8
+"""Rows per ONNX Runtime run. On this 2-core box 1,040 SciFact chunks embed at 35.5 chunks/s
+in runs of 64 rows (padding <= 25%) and at 40.9-41.6 in runs of 4-8 rows (padding <= 5%): the
+activations of a small run stay in cache. Callers still hand over texts in `batch_size` lots."""
+ONNX_RUN_PADDING = 0.05
+
 MAX_SEQ_LENGTH = 256
 """The bundled model's window in word pieces, [CLS] and [SEP] included."""
 
@@ -283,7 +289,7 @@ class OnnxEmbedder:
     def _encode(self, texts: list[str]) -> Vectors:
         ids = self._tokenizer.encode(texts)
         vectors = np.empty((len(texts), self._dimension), dtype=np.float32)
-        for rows in length_batches([len(row) for row in ids], self._batch_size):
+        for rows in self._runs([len(row) for row in ids]):
             vectors[rows] = self._run_batch([ids[i] for i in rows])
         return vectors
 
@@ -293,12 +299,17 @@ class OnnxEmbedder:
         encoded = self._tokenizer.encode_with_offsets(texts)
         vectors = np.empty((len(texts), self._dimension), dtype=np.float32)
         pooled: list[Vectors] = [np.empty((0, self._dimension), dtype=np.float32)] * len(texts)
-        for rows in length_batches([len(ids) for ids, _ in encoded], self._batch_size):
+        for rows in self._runs([len(ids) for ids, _ in encoded]):
             feed, hidden = self._forward([encoded[i][0] for i in rows])
             vectors[rows] = mean_pool(hidden, feed["attention_mask"])
             for j, i in enumerate(rows):
                 pooled[i] = span_pool(hidden[j], encoded[i][1], spans[i])
         return vectors, pooled
+
+    def _runs(self, lengths: list[int]) -> list[list[int]]:
+        """Rows per ONNX Runtime run: few, of near-equal length (see ONNX_RUN_ROWS)."""
+        rows = min(self._batch_size, ONNX_RUN_ROWS)
+        return length_batches(lengths, rows, max_padding=ONNX_RUN_PADDING)
 
     def _run_batch(self, batch: list[list[int]]) -> Vectors:
         feed, hidden = self._forward(batch)
