@@ -138,9 +138,6 @@ class ChatSettings(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=10)
     context_window: int = Field(default=128_000, ge=1024)
     max_response_tokens: int = Field(default=1024, ge=16)
-    # provider none: the extractive answerer quotes only sentences at least this close (cosine)
-    # to the question; with none left, an in_scope request gets the refusal
-    extractive_min_score: float = Field(default=0.05, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _provider_needs_endpoint(self) -> ChatSettings:

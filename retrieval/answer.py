@@ -261,15 +261,20 @@ class AnswerService:
 
     async def _generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         if isinstance(self._model, ExtractiveAnswerer):
-            return await asyncio.to_thread(self._extract, grounding.intent[0], grounding.documents)
+            return await asyncio.to_thread(self._extract, request, grounding)
         assert grounding.prompt is not None
         return await self._model.complete(grounding.prompt.messages, params=self._params(request))
 
-    def _extract(self, question: str, documents: Sequence[ScoredChunk]) -> ChatResult:
+    def _extract(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         """The extractive answer (blocking; the question's vector is cached by the search)."""
         assert isinstance(self._model, ExtractiveAnswerer)
-        vector = self._searcher.embed_query(question)
-        return self._model.compose(question, documents, question_vector=vector)
+        question = grounding.intent[0]
+        return self._model.compose(
+            question,
+            grounding.documents,
+            self._searcher.embed_query(question),
+            strictness=request.strictness,
+        )
 
     async def _stream_text(
         self,

@@ -225,19 +225,32 @@ class _VectorCache:
         return np.stack([found[t] for t in texts])
 
 
+SENTENCE_FLOOR = {1: 0.05, 2: 0.30, 3: 0.40, 4: 0.50, 5: 0.60}
+"""The cosine a sentence needs with the question to be quoted, per strictness (1-5).
+
+With no sentence above it the extractive answer is empty, which an in_scope request turns
+into the refusal: the extractive answerer's way of saying the documents do not answer.
+Calibrated with `ondata eval answers` (all-MiniLM-L6-v2, stored sentence vectors): on
+MTRAG-UN, floors 0.05 / 0.3 / 0.4 / 0.5 / 0.6 refuse 0 / 1 / 28 / 67 / 86 of the 97
+unanswerable questions and 0 / 2 / 18 / 70 / 151 of the 332 answerable ones; on PubMedQA
+(200 answerable) 0.4 refuses 1 and 0.5 refuses 2. The default strictness 3 takes 0.4: most
+answerable questions answered, about a third of the unanswerable ones refused; a deployment
+that must refuse more raises strictness.
+"""
+
+
 class ExtractiveAnswerer:
     """The embedded default: answers with the retrieved sentences closest to the question.
 
     Not a ChatModel (it cannot chat without documents); AnswerService uses it when no chat
     model is configured. Sentences are scored by cosine with the question using the search
     embedder; the best ``max_sentences`` come out best first -- those scoring at least
-    ``min_score`` and ``relative_score`` times the best, without near-repeats -- each cited
-    ``[docN]`` with N its document's position in ``documents``.
+    ``SENTENCE_FLOOR[strictness]`` and ``relative_score`` times the best, without
+    near-repeats -- each cited ``[docN]`` with N its document's position in ``documents``.
 
-    Embedding the sentences is the whole cost of an answer (five abstracts are ~25 sentences,
-    ~800 word pieces: hundreds of ms on two cores), so at most ``max_scored`` are embedded:
-    those sharing the most query terms (BM25 tokens, IDF over the candidates, normalised by
-    sentence length). On SciFact, 12 keep the full scoring's first sentence 98% of the time.
+    Sentence vectors normally come stored with the chunks (retrieval/sentences.py). Sentences
+    without one are embedded now, at most ``max_scored`` of them: those sharing the most query
+    terms (BM25 tokens, IDF over the candidates, normalised by sentence length).
     """
 
     def __init__(
@@ -247,7 +260,6 @@ class ExtractiveAnswerer:
         max_sentences: int = 3,
         max_candidates: int = 64,
         max_scored: int = 12,
-        min_score: float = 0.05,
         relative_score: float = 0.5,
         cache_size: int = 20_000,
     ) -> None:
@@ -256,7 +268,6 @@ class ExtractiveAnswerer:
         self._max_candidates = max_candidates
         self._max_scored = max_scored
         self._terms = Bm25Encoder()
-        self._min_score = min_score
         self._relative_score = relative_score
         self._cache = _VectorCache(cache_size)
 
@@ -270,18 +281,23 @@ class ExtractiveAnswerer:
         documents: Sequence[ScoredChunk],
         *,
         question_vector: Vectors | None = None,
+        strictness: int = 3,
     ) -> ChatResult:
         """An answer from documents labelled [doc1].. in that order ("" if no sentence fits).
 
         `question_vector`, when given, is the question's embedding (saves embedding it again).
         """
-        return await asyncio.to_thread(self.compose, question, documents, question_vector)
+        return await asyncio.to_thread(
+            self.compose, question, documents, question_vector, strictness=strictness
+        )
 
     def compose(
         self,
         question: str,
         documents: Sequence[ScoredChunk],
         question_vector: Vectors | None = None,
+        *,
+        strictness: int = 3,
     ) -> ChatResult:
         """The blocking body of `answer`."""
         found = candidate_sentences(
@@ -294,7 +310,7 @@ class ExtractiveAnswerer:
             return ChatResult(content="", model=self.name)
         query = self._embedder.embed_query(question) if question_vector is None else question_vector
         scores = self._scores(candidates, stored, unscored, query)
-        picked = self._pick(candidates, scores)
+        picked = self._pick(candidates, scores, SENTENCE_FLOOR[strictness])
         text = " ".join(_cited(s.text, s.doc) for s in picked)
         return ChatResult(content=text, model=self.name)
 
@@ -321,9 +337,11 @@ class ExtractiveAnswerer:
         best = sorted(range(len(candidates)), key=lambda i: (-overlap[i], i))
         return [candidates[i] for i in sorted(best[: self._max_scored])]
 
-    def _pick(self, candidates: Sequence[_Sentence], scores: np.ndarray) -> list[_Sentence]:
+    def _pick(
+        self, candidates: Sequence[_Sentence], scores: np.ndarray, min_score: float
+    ) -> list[_Sentence]:
         picked: list[_Sentence] = []
-        floor = max(self._min_score, self._relative_score * float(scores.max()))
+        floor = max(min_score, self._relative_score * float(scores.max()))
         for index in np.argsort(-scores, kind="stable"):
             sentence = candidates[int(index)]
             if scores[index] < floor or len(picked) == self._max_sentences:
@@ -394,7 +412,7 @@ def make_chat_model(
 ) -> ChatModel | ExtractiveAnswerer:
     """The configured chat model, or the extractive answerer when provider is none."""
     if settings.provider == "none":
-        return ExtractiveAnswerer(embedder, min_score=settings.extractive_min_score)
+        return ExtractiveAnswerer(embedder)
     if settings.provider == "azure":
         return AzureOpenAIChatModel(_azure_client(settings), deployment=_deployment(settings))
     key = settings.api_key.get_secret_value() if settings.api_key else None

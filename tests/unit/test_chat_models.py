@@ -17,6 +17,7 @@ from core.models import Chunk, ScoredChunk
 from core.settings import ChatSettings
 from retrieval.chat import (
     EXTRACTIVE_MODEL_NAME,
+    SENTENCE_FLOOR,
     AzureOpenAIChatModel,
     ChatMessage,
     ChatModel,
@@ -279,3 +280,14 @@ async def test_azure_chat_model_calls_the_deployment_route(
     assert sent.path == "/openai/deployments/gpt4o-prod/chat/completions"
     assert sent.query == {"api-version": "2024-10-21"}
     assert sent.headers["api-key"] == "azure-key"
+
+
+def test_extractive_answerer_quotes_nothing_below_the_strictness_floor(
+    embedder: Embedder,
+) -> None:
+    docs = [_doc(1, "The cafeteria opens at eight in the morning and serves soup on Fridays.")]
+    question = "Who cleans the office kitchen?"  # on topic-ish: cosine 0.24
+    answerer = ExtractiveAnswerer(embedder)
+    assert answerer.compose(question, docs, strictness=1).content.endswith("[doc1].")
+    assert answerer.compose(question, docs, strictness=3).content == ""
+    assert SENTENCE_FLOOR[1] < SENTENCE_FLOOR[3] < SENTENCE_FLOOR[5]
