@@ -123,6 +123,7 @@ class IngestPipeline:
         started = time.perf_counter()
         docs = self._parsed(files, parse=parse, report=report, progress=progress)
         self._write(docs, report=report)
+        self._maintain(report)
         report.seconds = time.perf_counter() - started
         _count(report)
         return report
@@ -134,6 +135,7 @@ class IngestPipeline:
         report = IngestReport()
         started = time.perf_counter()
         self._write(self._unchanged_filtered(docs, report=report, progress=progress), report=report)
+        self._maintain(report)
         report.seconds = time.perf_counter() - started
         _count(report)
         return report
@@ -148,6 +150,15 @@ class IngestPipeline:
         return removed
 
     # -- internals -------------------------------------------------------------------------
+
+    def _maintain(self, report: IngestReport) -> None:
+        """Let the index build what its queries need after this run's writes."""
+        if not report.chunks_written:
+            return
+        try:
+            self.index.maintain()
+        except OndataError as exc:  # the chunks are in; queries still work, only slower
+            logger.warning("index upkeep failed: %s", exc.message)
 
     def _is_unchanged(self, doc_id: str, content_hash: str) -> bool:
         rec = self.store.get_document(self.index_name, doc_id)

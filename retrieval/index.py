@@ -18,6 +18,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -54,6 +55,8 @@ _CHUNK_FIELDS = frozenset(Chunk.model_fields) - {"metadata"}
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SCROLL_PAGE = 1024
 _UPSERT_BATCH = 256
+MAINTAIN_MIN_UNINDEXED = 1_000
+MAINTAIN_SHARE = 0.10
 
 FilterValue = str | int | bool | list[str] | list[int]
 
@@ -119,6 +122,14 @@ class VectorIndex(Protocol):
 
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in all or for one document."""
+        ...
+
+    def maintain(self) -> bool:
+        """Upkeep after a batch of writes (blocking); returns whether it did anything.
+
+        Qdrant Edge builds its vector indexes here once enough points are not in one yet; a
+        Qdrant server optimises in the background, so its adapter does nothing.
+        """
         ...
 
     def close(self) -> None:
@@ -349,6 +360,7 @@ class QdrantEdgeIndex:
         self.dimension = dimension
         self._write_lock = threading.Lock()
         self._closed = False
+        self._maintained_at = 0  # points when `maintain` last optimised (or tried to)
 
     @classmethod
     def open(
@@ -444,6 +456,32 @@ class QdrantEdgeIndex:
         """
         with self._write_lock, _backend_errors(self.backend, "optimize"):
             return self._live().optimize()
+
+    def maintain(self) -> bool:
+        """`optimize` once the vectors outside an index reach max(1,000, 10% of all).
+
+        Unindexed vectors are searched by scanning: 1.3 ms top-10 on 11k SciFact chunks before
+        optimising (1.8 s), 0.47 ms after. The relative floor keeps a stream of small uploads
+        from rebuilding a large shard each time.
+        """
+        with _backend_errors(self.backend, "read shard info"):
+            info = self._live().info()
+        vectors = 2 * info.points_count  # dense + sparse per point
+        unindexed = vectors - info.indexed_vectors_count
+        if unindexed < max(MAINTAIN_MIN_UNINDEXED, MAINTAIN_SHARE * vectors):
+            return False
+        # Edge leaves segments under its indexing threshold (~10 MB) unindexed, where a scan is
+        # fast anyway: after a try that built nothing, wait for more points before the next
+        if info.points_count - self._maintained_at < MAINTAIN_MIN_UNINDEXED:
+            return False
+        self._maintained_at = info.points_count
+        started = time.perf_counter()
+        changed = self.optimize()
+        logger.info(
+            "optimized edge shard points=%d unindexed=%d seconds=%.1f",
+            info.points_count, unindexed, time.perf_counter() - started,
+        )
+        return changed
 
     def close(self) -> None:
         """Flush and release the shard; later calls raise IndexBackendError."""
@@ -680,6 +718,10 @@ class QdrantServerIndex:
         with _backend_errors(self.backend, "count points"):
             flt = _server_doc_filter(doc_id)
             return self._client.count(self.collection, count_filter=flt, exact=True).count
+
+    def maintain(self) -> bool:
+        """Nothing: a Qdrant server runs its optimizers in the background."""
+        return False
 
     def close(self) -> None:
         """Close the client if this index owns it."""

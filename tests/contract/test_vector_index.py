@@ -286,6 +286,20 @@ class TestVectorIndexContract:
         assert full.chunk == CAT
         assert "sentence_vectors" not in full.model_dump()
 
+    def test_index_maintain_is_safe_after_writes_and_idempotent(
+        self, open_test_index: OpenIndex
+    ) -> None:
+        index = open_test_index()
+        index.upsert([indexed(chunk) for chunk in ALL])
+        assert index.maintain() is False  # 4 points: nothing worth building
+        index.upsert([indexed(make_chunk(f"b{i}", "bulk", f"text {i}"), [0, 0, 1, 1])
+                      for i in range(1_500)])
+        index.maintain()
+        assert index.maintain() is False  # nothing new since
+        hits = index.query(IndexQuery(mode="vector", limit=1, dense=vector([1, 0, 0, 0])))
+        assert ids(hits) == ["cat"]
+        assert index.count() == 1_504
+
     def test_index_reopened_sees_its_data(self, open_test_index: OpenIndex) -> None:
         first = open_test_index()
         first.upsert([indexed(chunk) for chunk in ALL])
@@ -372,3 +386,20 @@ def test_open_index_server_unreachable_is_backend_error(settings: Settings) -> N
     )
     with pytest.raises(IndexBackendError, match="qdrant"):
         open_index(server, "handbook", dimension=DIM)
+
+
+def test_edge_index_maintain_builds_the_vector_index_of_a_large_shard(tmp_path: Path) -> None:
+    index = QdrantEdgeIndex.open(tmp_path / "big", dimension=384)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(8_000, 384)).astype(np.float32)  # 12 MB: above Edge's threshold
+    sparse = BM25.encode_document("text")
+    for start in range(0, len(vectors), 2_000):
+        chunks = [make_chunk(f"p{i}", "bulk", f"text {i}") for i in range(start, start + 2_000)]
+        index.upsert([IndexedChunk(c, vectors[start + j], sparse) for j, c in enumerate(chunks)])
+    unindexed = index._live().info().indexed_vectors_count
+    assert index.maintain() is True
+    assert index._live().info().indexed_vectors_count == unindexed + 8_000  # dense now indexed
+    assert index.maintain() is False
+    (hit,) = index.query(IndexQuery(mode="vector", limit=1, dense=vectors[4_321]))
+    assert hit.chunk.chunk_id == "p4321"
+    index.close()
