@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import IndexNotFoundError
-from core.models import Chunk
+from core.models import Chunk, ScoredChunk
 from core.settings import Settings
 from retrieval.embedders import Embedder, make_embedder
 from retrieval.index import IndexedChunk, QdrantEdgeIndex, VectorIndex
@@ -122,3 +122,17 @@ def provider(indexes: dict[str, VectorIndex]):  # type: ignore[no-untyped-def]
 
 def make_searcher(embedder: Embedder, index: VectorIndex) -> Searcher:
     return Searcher(embedder=embedder, sparse=Bm25Encoder(), indexes=provider({"handbook": index}))
+
+
+def scored_doc(n: int, content: str, **fields: object) -> ScoredChunk:
+    """A retrieved chunk numbered n (chunk c<n> of document d<n>), as answerers receive it."""
+    chunk = Chunk(
+        chunk_id=f"c{n}",
+        doc_id=f"d{n}",
+        chunk_index=0,
+        content=content,
+        embed_text=content,
+        title=f"T{n}",
+        content_hash=f"h{n}",
+    )
+    return ScoredChunk(chunk=chunk, score=0.5, **fields)  # type: ignore[arg-type]

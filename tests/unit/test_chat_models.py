@@ -13,7 +13,6 @@ from core.errors import (
     ChatModelTimeoutError,
     ConfigurationError,
 )
-from core.models import Chunk, ScoredChunk
 from core.settings import ChatSettings
 from retrieval.chat import (
     EXTRACTIVE_MODEL_NAME,
@@ -29,7 +28,7 @@ from retrieval.chat import (
 )
 from retrieval.embedders import Embedder
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.unit.retrieval_corpus import bundled_embedder
+from tests.unit.retrieval_corpus import bundled_embedder, scored_doc
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +36,12 @@ def embedder() -> Embedder:
     return bundled_embedder()
 
 
-def _doc(n: int, content: str) -> ScoredChunk:
-    chunk = Chunk(
-        chunk_id=f"c{n}",
-        doc_id=f"d{n}",
-        chunk_index=0,
-        content=content,
-        embed_text=content,
-        title=f"T{n}",
-        content_hash=f"h{n}",
-    )
-    return ScoredChunk(chunk=chunk, score=0.5)
-
-
 async def test_extractive_answerer_cites_each_sentence_by_document_position(
     embedder: Embedder,
 ) -> None:
     docs = [
-        _doc(1, "The cafeteria opens at eight in the morning. It serves soup on Fridays."),
-        _doc(2, "Hotels may be booked up to 180 euros per night in capital cities."),
+        scored_doc(1, "The cafeteria opens at eight in the morning. It serves soup on Fridays."),
+        scored_doc(2, "Hotels may be booked up to 180 euros per night in capital cities."),
     ]
     result = await ExtractiveAnswerer(embedder).answer(
         "What is the hotel price limit per night?", docs
@@ -70,9 +56,9 @@ async def test_extractive_answerer_cites_each_sentence_by_document_position(
 def test_extractive_answerer_skips_repeated_sentences(embedder: Embedder) -> None:
     sentence = "Employees receive 25 days of paid vacation per year."
     docs = [
-        _doc(1, sentence),
-        _doc(2, sentence),
-        _doc(3, "Employees receive 25 days of paid vacation each year."),
+        scored_doc(1, sentence),
+        scored_doc(2, sentence),
+        scored_doc(3, "Employees receive 25 days of paid vacation each year."),
     ]
     result = ExtractiveAnswerer(embedder, max_sentences=3).compose("How much vacation?", docs)
     assert result.content == "Employees receive 25 days of paid vacation per year [doc1]."
@@ -80,7 +66,8 @@ def test_extractive_answerer_skips_repeated_sentences(embedder: Embedder) -> Non
 
 def test_extractive_answerer_has_nothing_to_say_without_sentences(embedder: Embedder) -> None:
     assert ExtractiveAnswerer(embedder).compose("anything?", []).content == ""
-    assert ExtractiveAnswerer(embedder).compose("anything?", [_doc(1, "Too short.")]).content == ""
+    too_short = [scored_doc(1, "Too short.")]
+    assert ExtractiveAnswerer(embedder).compose("anything?", too_short).content == ""
 
 
 def test_extractive_answerer_with_many_sentences_embeds_the_ones_sharing_query_terms(
@@ -88,8 +75,8 @@ def test_extractive_answerer_with_many_sentences_embeds_the_ones_sharing_query_t
 ) -> None:
     filler = " ".join(f"Room {i} on floor {i} has a window and a desk." for i in range(20))
     docs = [
-        _doc(1, f"{filler} Staff eat lunch at noon in the canteen downstairs."),
-        _doc(2, "The cafeteria opens at eight and serves breakfast until ten."),
+        scored_doc(1, f"{filler} Staff eat lunch at noon in the canteen downstairs."),
+        scored_doc(2, "The cafeteria opens at eight and serves breakfast until ten."),
     ]
     answerer = ExtractiveAnswerer(embedder, max_scored=2, relative_score=0.99)
     result = answerer.compose("When does the cafeteria open?", docs)
@@ -285,7 +272,7 @@ async def test_azure_chat_model_calls_the_deployment_route(
 def test_extractive_answerer_quotes_nothing_below_the_strictness_floor(
     embedder: Embedder,
 ) -> None:
-    docs = [_doc(1, "The cafeteria opens at eight in the morning and serves soup on Fridays.")]
+    docs = [scored_doc(1, "The cafeteria opens at eight and serves soup on Fridays.")]
     question = "Who cleans the office kitchen?"  # on topic-ish: cosine 0.24
     answerer = ExtractiveAnswerer(embedder)
     assert answerer.compose(question, docs, strictness=1).content.endswith("[doc1].")

@@ -14,7 +14,7 @@ from retrieval.sentences import (
     encode_sentence_vectors,
     sentence_spans,
 )
-from tests.unit.retrieval_corpus import bundled_embedder
+from tests.unit.retrieval_corpus import bundled_embedder, scored_doc
 
 TEXT = (
     "The cafeteria opens at eight in the morning. Hotels may be booked up to 180 euros per "
@@ -112,16 +112,7 @@ def test_span_past_the_model_window_gets_a_zero_row(embedder: OnnxEmbedder) -> N
 
 def _stored(n: int, content: str, embedder: OnnxEmbedder) -> ScoredChunk:
     _, (pooled,) = embedder.embed_spans([content], [sentence_spans(content)])
-    chunk = Chunk(
-        chunk_id=f"c{n}",
-        doc_id=f"d{n}",
-        chunk_index=0,
-        content=content,
-        embed_text=content,
-        title=f"T{n}",
-        content_hash=f"h{n}",
-    )
-    return ScoredChunk(chunk=chunk, score=0.5, sentence_vectors=encode_sentence_vectors(pooled))
+    return scored_doc(n, content, sentence_vectors=encode_sentence_vectors(pooled))
 
 
 def test_extractive_answer_from_stored_vectors_embeds_nothing_but_the_question(
