@@ -157,7 +157,8 @@ def enter_key(page: Page, key: str = KEY) -> None:
 def choose_index(page: Page, name: str) -> None:
     """Pick the index (a list when the server lists indexes for this key, else a text field)."""
     params = page.locator(".params")
-    expect(params).to_have_attribute("data-indexes", re.compile("listed"))
+    # "loading" while GET /v1/indexes is out: the control is replaced when it answers
+    expect(params).to_have_attribute("data-indexes", re.compile("^(un)?listed$"))
     control = page.get_by_label("Index", exact=True)
     if not control.is_visible():  # the parameters panel starts folded on a phone
         params.locator("summary").click()
@@ -425,6 +426,8 @@ def _violations_on_every_page(visit: Visit) -> dict[str, list[str]]:
     dialog = page.get_by_role("dialog", name="API key")
     dialog.get_by_label("Key", exact=True).fill(KEY)
     dialog.get_by_role("button", name="Save").click()
+    # the dialog's close handler (which re-renders the page) has run once the button says so
+    expect(page.get_by_role("button", name="API key (saved)")).to_be_visible()
     choose_index(page, SHARED_INDEX)
     ask(page, SHARED_QUESTION)
     last_answer(page).get_by_role("button", name="Bad answer").click()

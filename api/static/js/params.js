@@ -85,6 +85,8 @@ export class ParamsPanel {
 
   /** Ask the server for its indexes (GET /v1/indexes); without that route, a text field. */
   async loadIndexes() {
+    // the control is rebuilt when the list arrives: say so until then (tests wait on it)
+    this.el.dataset.indexes = "loading";
     try {
       const body = await api("GET", "/v1/indexes");
       this.indexes = (body.data || body.indexes || []).map((i) => ({ name: i.name, document_count: i.document_count ?? i.documents ?? null }));
