@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from api.app import create_app
-from core.settings import ChatSettings, Settings
+from core.settings import Settings
 from tests.browser.conftest import LAPTOP, Visit, visiting
-from tests.fakes.openai_server import CHAT_MODEL, FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.api_support import INDEX, build_index, serve_in_thread
 
 if TYPE_CHECKING:
@@ -33,14 +33,7 @@ def base_url(
     tmp_path_factory: pytest.TempPathFactory, openai_fake_server: FakeOpenAIServer
 ) -> Iterator[str]:
     root = tmp_path_factory.mktemp("playground_model")
-    chat = ChatSettings(
-        provider="compatible",
-        model=CHAT_MODEL,
-        base_url=openai_fake_server.base_url,
-        api_key=openai_fake_server.api_key,  # type: ignore[arg-type]
-        timeout_s=1.0,
-        max_retries=0,
-    )
+    chat = openai_fake_server.chat_settings(timeout_s=1.0)
     settings = Settings(data_dir=root / "ondata", chat=chat)  # no keys, loopback: auth is off
     build_index(settings, root / "docs")
     with serve_in_thread(create_app(settings)) as url:

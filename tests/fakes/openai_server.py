@@ -42,6 +42,9 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import SecretStr
+
+from core.settings import ChatSettings
 
 Endpoint = Literal["chat", "embeddings", "models"]
 
@@ -253,6 +256,17 @@ class FakeOpenAIServer:
     def azure_endpoint(self) -> str:
         """For AzureOpenAI(azure_endpoint=...)."""
         return f"http://127.0.0.1:{self._port}"
+
+    def chat_settings(self, *, timeout_s: float = 60.0) -> ChatSettings:
+        """ondata's chat settings for this server as an OpenAI-compatible model, no retries."""
+        return ChatSettings(
+            provider="compatible",
+            model=CHAT_MODEL,
+            base_url=self.base_url,
+            api_key=SecretStr(self.api_key),
+            timeout_s=timeout_s,
+            max_retries=0,
+        )
 
     # control API
 

@@ -22,11 +22,11 @@ import pytest
 from api.app import create_app
 from core.db import make_engine
 from core.keys import KeyStore
-from core.settings import ApiSettings, ChatSettings, Settings
+from core.settings import ApiSettings, Settings
 from ingest.parsers import doc_id_for
 from ingest.service import open_pipeline, parser_for
 from ingest.sources import source_files
-from tests.fakes.openai_server import CHAT_MODEL, FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.api_support import serve_in_thread
 
 INDEX = "acl"
@@ -113,13 +113,7 @@ def with_model(
 ) -> Iterator[App]:
     """A chat model (the loopback fake); no groups header configured."""
     root = tmp_path_factory.mktemp("acl_model")
-    chat = ChatSettings(
-        provider="compatible",
-        model=CHAT_MODEL,
-        base_url=openai_fake_server.base_url,
-        api_key=openai_fake_server.api_key,  # type: ignore[arg-type]
-        max_retries=0,
-    )
+    chat = openai_fake_server.chat_settings()
     yield from _serve(Settings(data_dir=root / "ondata", chat=chat), root)
 
 

@@ -18,7 +18,7 @@ import pytest
 from openai import AsyncOpenAI, AzureOpenAI, OpenAI
 
 from api.app import create_app
-from core.settings import ApiSettings, ChatSettings, Settings
+from core.settings import ApiSettings, Settings
 from tests.fakes.openai_server import CHAT_MODEL, FakeOpenAIServer
 from tests.integration.api_support import INDEX, build_index, serve_in_thread
 
@@ -32,14 +32,7 @@ def base_url(
     tmp_path_factory: pytest.TempPathFactory, openai_fake_server: FakeOpenAIServer
 ) -> Iterator[str]:
     root = tmp_path_factory.mktemp("chat_model_api")
-    chat = ChatSettings(
-        provider="compatible",
-        model=CHAT_MODEL,
-        base_url=openai_fake_server.base_url,
-        api_key=openai_fake_server.api_key,  # type: ignore[arg-type]
-        timeout_s=1.0,
-        max_retries=0,
-    )
+    chat = openai_fake_server.chat_settings(timeout_s=1.0)
     settings = Settings(data_dir=root / "ondata", chat=chat, api=ApiSettings(api_key=API_KEY))  # type: ignore[arg-type]
     build_index(settings, root / "docs")
     with serve_in_thread(create_app(settings)) as url:

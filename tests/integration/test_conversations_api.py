@@ -19,7 +19,7 @@ from openai import OpenAI
 from api.app import create_app
 from core.db import make_engine
 from core.keys import KeyStore
-from core.settings import ChatSettings, Settings
+from core.settings import Settings
 from tests.fakes.openai_server import CHAT_MODEL, FakeOpenAIServer
 from tests.integration.api_support import INDEX, build_index, serve_in_thread
 
@@ -46,14 +46,7 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, openai_fake_server: FakeOpenAIServer
 ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("conversations_api")
-    chat = ChatSettings(
-        provider="compatible",
-        model=CHAT_MODEL,
-        base_url=openai_fake_server.base_url,
-        api_key=openai_fake_server.api_key,  # type: ignore[arg-type]
-        timeout_s=5.0,
-        max_retries=0,
-    )
+    chat = openai_fake_server.chat_settings(timeout_s=5.0)
     settings = Settings(data_dir=root / "ondata", chat=chat)
     build_index(settings, root / "docs")
     engine = make_engine(settings.resolved_database_url)
