@@ -220,7 +220,39 @@ def word_piece_count(texts: Sequence[str], *, model: str = BUNDLED_MODEL) -> lis
 # --- ONNX Runtime (default) --------------------------------------------------------------------
 
 
-class OnnxEmbedder:
+class _TextEmbedder:
+    """`embed` / `embed_query` for adapters that encode a list of distinct texts (`_encode`)."""
+
+    @property
+    def dimension(self) -> int:
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        return embed_unique(texts, self._encode, lambda: self.dimension)
+
+    def embed_query(self, text: str) -> Vectors:
+        return self.embed([text]).reshape(-1)
+
+    def _encode(self, texts: list[str]) -> Vectors:
+        raise NotImplementedError
+
+
+class _LocalEmbedder(_TextEmbedder):
+    """A model in this process: its name and dimension are known once loaded."""
+
+    _name: str
+    _dimension: int
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+
+class OnnxEmbedder(_LocalEmbedder):
     """The bundled sentence-transformers model exported to ONNX, run on ONNX Runtime."""
 
     def __init__(
@@ -269,22 +301,8 @@ class OnnxEmbedder:
         )
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
     def tokenizer(self) -> WordPieceTokenizer:
         return self._tokenizer
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        return embed_unique(texts, self._encode, lambda: self._dimension)
-
-    def embed_query(self, text: str) -> Vectors:
-        return self.embed([text]).reshape(-1)
 
     def _encode(self, texts: list[str]) -> Vectors:
         ids = self._tokenizer.encode(texts)
@@ -407,7 +425,7 @@ def _local_name(model: str) -> str:
 # --- sentence-transformers (fallback) ----------------------------------------------------------
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(_LocalEmbedder):
     """The bundled model on sentence-transformers + torch (slower; a fallback and a reference)."""
 
     def __init__(self, model: SentenceTransformer, *, name: str, batch_size: int = 64) -> None:
@@ -437,20 +455,6 @@ class SentenceTransformerEmbedder:
         loaded.max_seq_length = model_max_seq_length(model_dir, max_seq_length)
         return cls(loaded, name=_local_name(model), batch_size=batch_size)
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        return embed_unique(texts, self._encode, lambda: self._dimension)
-
-    def embed_query(self, text: str) -> Vectors:
-        return self.embed([text]).reshape(-1)
-
     def _encode(self, texts: list[str]) -> Vectors:
         vectors = self._model.encode(
             texts,
@@ -465,7 +469,7 @@ class SentenceTransformerEmbedder:
 # --- OpenAI-compatible /v1/embeddings ----------------------------------------------------------
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(_TextEmbedder):
     """Any OpenAI-compatible /v1/embeddings: OpenAI, Azure OpenAI, TEI, vLLM, Ollama."""
 
     def __init__(
@@ -511,12 +515,6 @@ class OpenAIEmbedder:
             self._request(["dimension probe"])
         assert self._learnt_dimension is not None
         return self._learnt_dimension
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        return embed_unique(texts, self._encode, lambda: self.dimension)
-
-    def embed_query(self, text: str) -> Vectors:
-        return self.embed([text]).reshape(-1)
 
     def close(self) -> None:
         self._client.close()
