@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import SecretStr
 
 from core.settings import ChatSettings
+from tests.fakes.threaded import ThreadedServer
 
 Endpoint = Literal["chat", "embeddings", "models"]
 
@@ -207,33 +207,20 @@ class FakeOpenAIServer:
         # Real servers sort by index; set True to check that clients do not rely on it.
         self.reverse_embedding_order = False
         self._state = _State()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self._port = 0
 
     # lifecycle
 
     def start(self) -> FakeOpenAIServer:
-        config = uvicorn.Config(
-            build_app(self), host="127.0.0.1", port=0, log_level="warning",
-            lifespan="off", timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-openai", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.01)
-        self._port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._server = ThreadedServer(build_app(self), name="fake-openai")
+        self._port = self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()

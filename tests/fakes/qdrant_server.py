@@ -30,13 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as qm
+
+from tests.fakes.threaded import ThreadedServer
 
 _INSERT = TypeAdapter(qm.PointInsertOperations)
 _SELECTOR = TypeAdapter(qm.PointsSelector)
@@ -58,8 +59,7 @@ class QdrantStandIn:
         # path: the engine persists there (so a restarted stand-in keeps its collections)
         self._engine = QdrantClient(path=str(path)) if path else QdrantClient(location=":memory:")
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.port = 0
         self.requests = 0
 
@@ -77,27 +77,14 @@ class QdrantStandIn:
         return self._lock
 
     def start(self) -> QdrantStandIn:
-        config = uvicorn.Config(
-            build_app(self), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, name="qdrant-stand-in", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Qdrant stand-in did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._server = ThreadedServer(build_app(self), name="qdrant-stand-in")
+        self.port = self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
         self._engine.close()
 
     def __enter__(self) -> QdrantStandIn:
