@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -25,22 +24,12 @@ from retrieval.citations import MARKER, marker_numbers
 from retrieval.embedders import Embedder
 from retrieval.index import QdrantEdgeIndex
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.unit.retrieval_corpus import build_index, bundled_embedder, corpus_chunks, make_searcher
+from tests.unit.retrieval_corpus import make_searcher
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return bundled_embedder()
-
-
-@pytest.fixture(scope="module")
-def index(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
-) -> Iterator[QdrantEdgeIndex]:
-    path: Path = tmp_path_factory.mktemp("answer") / "handbook"
-    index = build_index(path, embedder, corpus_chunks())
-    yield index
-    index.close()
+def index(handbook_index: QdrantEdgeIndex) -> QdrantEdgeIndex:
+    return handbook_index
 
 
 @pytest.fixture(scope="module")

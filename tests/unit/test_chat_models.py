@@ -28,12 +28,7 @@ from retrieval.chat import (
 )
 from retrieval.embedders import Embedder
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.unit.retrieval_corpus import bundled_embedder, scored_doc
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return bundled_embedder()
+from tests.unit.retrieval_corpus import scored_doc
 
 
 async def test_extractive_answerer_cites_each_sentence_by_document_position(

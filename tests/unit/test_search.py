@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from core.errors import IndexNotFoundError, InvalidRequestError
@@ -12,25 +9,15 @@ from core.models import Chunk, ScoredChunk
 from retrieval.embedders import Embedder
 from retrieval.index import MetadataFilter, QdrantEdgeIndex, SearchMode
 from retrieval.search import Searcher, SearchRequest, SearchResult, _Hit, deduplicated, with_acl
-from tests.unit.retrieval_corpus import build_index, bundled_embedder, corpus_chunks, make_searcher
+from tests.unit.retrieval_corpus import make_searcher
 
 MODES: list[SearchMode] = ["vector", "keyword", "hybrid"]
 PUBLIC = MetadataFilter(acl_groups=())
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return bundled_embedder()
-
-
-@pytest.fixture(scope="module")
-def index(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
-) -> Iterator[QdrantEdgeIndex]:
-    path: Path = tmp_path_factory.mktemp("search") / "handbook"
-    index = build_index(path, embedder, corpus_chunks())
-    yield index
-    index.close()
+def index(handbook_index: QdrantEdgeIndex) -> QdrantEdgeIndex:
+    return handbook_index
 
 
 @pytest.fixture(scope="module")
