@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from api.app import create_app
 from core.settings import Settings
@@ -19,26 +17,13 @@ from evaluation.datasets import load_qa
 from ingest.service import open_pipeline
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.api_support import serve_in_thread
+from tests.integration.eval_support import eval_cli, run_eval
 
 SMOKE_QA = Path(__file__).resolve().parents[2] / "data" / "eval" / "smoke" / "qa.jsonl"
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """ondata (test root)."""
-
-    cli.register(app)
-    return app
-
-
 def _eval(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(_app(), ["eval", "answers", *args, "--json"], env=env)
-    lines = result.stdout.strip().splitlines()
-    assert lines, result.output
-    return result.exit_code, json.loads(lines[-1])
+    return run_eval("answers", env, *args)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +100,7 @@ def test_eval_answers_against_a_running_server_with_url(settings: Settings) -> N
 
 def test_eval_answers_stops_on_an_unknown_index(settings: Settings) -> None:
     with serve_in_thread(create_app(settings)) as url:
-        result = CliRunner().invoke(
-            _app(),
+        result = eval_cli(
             ["eval", "answers", "--dataset", str(SMOKE_QA), "--url", url, "--index", "nope"],
             env={"ONDATA_DATA_DIR": str(settings.data_dir)},
         )

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from core.settings import Settings
 from evaluation import cli
 from evaluation.datasets import load_beir
 from evaluation.runs import evaluate_retrieval
+from tests.integration.eval_support import eval_cli, run_eval
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "data" / "eval" / "smoke"
@@ -22,23 +21,8 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 METRICS = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100"}
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """ondata (test root)."""
-
-    cli.register(app)
-    return app
-
-
 def _eval(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    env = {"ONDATA_DATA_DIR": str(tmp_path / "data")}
-    result = CliRunner().invoke(_app(), ["eval", "retrieval", *args, "--json"], env=env)
-    lines = result.stdout.strip().splitlines()
-    assert lines, result.output
-    return result.exit_code, json.loads(lines[-1])
+    return run_eval("retrieval", {"ONDATA_DATA_DIR": str(tmp_path / "data")}, *args)
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +91,14 @@ def test_eval_retrieval_gate_fails_on_a_regression(first_run: tuple[Path, dict[s
 
 
 def test_eval_retrieval_rejects_unknown_modes(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        _app(), ["eval", "retrieval", "--dataset", str(SMOKE), "--modes", "semantic"]
-    )
+    result = eval_cli(["eval", "retrieval", "--dataset", str(SMOKE), "--modes", "semantic"])
     assert result.exit_code == cli.EXIT_USAGE
     assert "--modes" in result.output
 
 
 def test_eval_retrieval_reports_a_missing_split(tmp_path: Path) -> None:
     env = {"ONDATA_DATA_DIR": str(tmp_path)}
-    result = CliRunner().invoke(
-        _app(), ["eval", "retrieval", "--dataset", str(SMOKE), "--split", "dev"], env=env
-    )
+    result = eval_cli(["eval", "retrieval", "--dataset", str(SMOKE), "--split", "dev"], env=env)
     assert result.exit_code == cli.EXIT_FAILED
     assert "splits available: test" in result.output
 
