@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 from core.errors import IndexBackendError
 from retrieval.index import QdrantServerIndex, VectorIndex
 from tests.contract import test_vector_index as contract
-from tests.contract.test_vector_index import ALL, DIM, indexed
+from tests.contract.test_vector_index import ALL, DIM, fresh, indexed  # noqa: F401 (fixture)
 from tests.fakes.qdrant_server import QdrantStandIn
 
 OpenIndex = Callable[..., VectorIndex]
@@ -58,13 +58,6 @@ def index(qdrant: QdrantStandIn) -> Iterator[VectorIndex]:
     idx.upsert([indexed(chunk) for chunk in ALL])
     yield idx
     idx.close()
-
-
-@pytest.fixture
-def fresh(open_test_index: OpenIndex) -> VectorIndex:
-    idx = open_test_index()
-    idx.upsert([indexed(chunk) for chunk in ALL])
-    return idx
 
 
 # The base class is reached through its module so pytest does not collect it here twice.
