@@ -20,6 +20,7 @@ from core.metrics import embedding_timer, record_ingest
 from core.models import Chunk, Document, SparseVector
 from core.settings import Settings
 from ingest.chunking import Chunker
+from ingest.parsers import file_sha256
 from retrieval.embedders import Embedder, SpanEmbedder, Vectors
 from retrieval.index import IndexedChunk, VectorIndex
 from retrieval.sentences import content_spans, encode_sentence_vectors
@@ -80,14 +81,6 @@ class SourceFile:
 
 Parser = Callable[[SourceFile], Document]
 Progress = Callable[[int], None]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class IngestPipeline:
