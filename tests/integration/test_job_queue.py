@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from core import jobs
-from core.db import IndexRecord, Store, make_engine
+from core.db import Store, make_engine
 from core.errors import SourceUnavailableError
 from core.queue import JobConsumer, JobQueue, JobRun
 from core.settings import JobsSettings, Settings
+from tests.support.stores import store_with_indexes
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -47,15 +48,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = Store(make_engine(settings.resolved_database_url))
-    for name in ("a", "b"):
-        store.save_index(
-            IndexRecord(
-                name=name, embedding_model="m", dimension=4, chunk_size=200, chunk_overlap=32
-            )
-        )
-    yield store
-    store.engine.dispose()
+    with store_with_indexes(settings.resolved_database_url) as store:
+        yield store
 
 
 def _wait(store: Store, job_id: str, statuses: frozenset[str] = jobs.TERMINAL) -> Any:

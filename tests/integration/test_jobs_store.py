@@ -8,23 +8,17 @@ from collections.abc import Iterator
 import pytest
 
 from core import jobs
-from core.db import IndexRecord, Store, make_engine
+from core.db import Store
 from core.errors import IngestionJobNotFoundError, JobNotCancellableError
+from tests.support.stores import store_with_indexes
 
 STALE = 60.0
 
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
-    store = Store(make_engine(store_url))
-    for name in ("a", "b"):
-        store.save_index(
-            IndexRecord(
-                name=name, embedding_model="m", dimension=4, chunk_size=200, chunk_overlap=32
-            )
-        )
-    yield store
-    store.engine.dispose()
+    with store_with_indexes(store_url) as store:
+        yield store
 
 
 def _job(store: Store, index: str = "a", **kwargs: object) -> str:

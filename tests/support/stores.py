@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from core.db import IndexRecord, Store, make_engine
 
 POSTGRES = os.environ.get("ONDATA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -46,3 +49,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store' / 'ondata.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@contextmanager
+def store_with_indexes(url: str, names: tuple[str, ...] = ("a", "b")) -> Iterator[Store]:
+    """A Store at `url` holding small index records named `names`; disposed afterwards."""
+    store = Store(make_engine(url))
+    for name in names:
+        store.save_index(
+            IndexRecord(
+                name=name, embedding_model="m", dimension=4, chunk_size=200, chunk_overlap=32
+            )
+        )
+    yield store
+    store.engine.dispose()
