@@ -7,6 +7,8 @@ A table added here needs a migration in core/migrations/versions (tests compare 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,9 +122,23 @@ class JobItemRecord(Base):
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    # the timeout first, so the WAL switch below waits out another connection's lock too
     cur.execute("PRAGMA busy_timeout=10000")
+    _switch_to_wal(cur)
     cur.close()
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """WAL mode; a brand-new file being set up by another process at the same moment can
+    answer "database is locked" at once (that switch ignores busy_timeout), so retry briefly."""
+    for attempt in range(50):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.05)
 
 
 def make_engine(url: str, *, migrate: bool = True) -> Engine:
