@@ -86,18 +86,24 @@ def opener(backend: str, root: Path, opened: list[VectorIndex]) -> OpenIndex:
             )
         else:
             client = QdrantClient(path=str(root / "local"))
-            try:
-                index = QdrantServerIndex.open(
-                    client, collection="ondata_test", dimension=dimension,
-                    metadata_keys=metadata_keys,
-                )
-            except Exception:
-                client.close()
-                raise
+            index = server_index(client, "ondata_test", dimension, metadata_keys)
         opened.append(index)
         return index
 
     return _open
+
+
+def server_index(
+    client: QdrantClient, collection: str, dimension: int, metadata_keys: tuple[str, ...]
+) -> QdrantServerIndex:
+    """The server adapter on `client`, which is closed if the index cannot be opened."""
+    try:
+        return QdrantServerIndex.open(
+            client, collection=collection, dimension=dimension, metadata_keys=metadata_keys
+        )
+    except Exception:
+        client.close()
+        raise
 
 
 @pytest.fixture(params=BACKENDS)

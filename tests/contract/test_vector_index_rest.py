@@ -30,13 +30,7 @@ def qdrant() -> Iterator[QdrantStandIn]:
 def _opener(qdrant: QdrantStandIn, collection: str, opened: list[VectorIndex]) -> OpenIndex:
     def _open(dimension: int = DIM, metadata_keys: tuple[str, ...] = ("lang",)) -> VectorIndex:
         client = QdrantClient(url=qdrant.url, check_compatibility=False)
-        try:
-            index = QdrantServerIndex.open(
-                client, collection=collection, dimension=dimension, metadata_keys=metadata_keys
-            )
-        except Exception:
-            client.close()
-            raise
+        index = contract.server_index(client, collection, dimension, metadata_keys)
         opened.append(index)
         return index
 
