@@ -17,28 +17,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from core.errors import InvalidRequestError, SourceNotAllowedError, UnsupportedFileTypeError
+from core.filetypes import SUPPORTED_EXTENSIONS, is_supported, unsupported_message
 from core.settings import Settings
 
-SUPPORTED_UPLOAD_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".pdf",
-        ".docx",
-        ".pptx",
-        ".xlsx",
-        ".html",
-        ".htm",
-        ".md",
-        ".markdown",
-        ".txt",
-        ".csv",
-        ".tsv",
-        ".eml",
-        ".epub",
-        ".rtf",
-        ".odt",
-    }
-)
-"""The same set as ingest.filetypes.SUPPORTED_EXTENSIONS (a test keeps them equal)."""
+SUPPORTED_UPLOAD_EXTENSIONS: frozenset[str] = SUPPORTED_EXTENSIONS
+"""The table's extensions (core/filetypes.py): uploads follow the same rule as every path."""
 MAX_NAME_BYTES = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f<>:\"|?*\\/]+")
 _SPACES = re.compile(r"\s+")
@@ -65,14 +48,9 @@ def safe_filename(name: str) -> str:
 
 def check_upload_type(name: str) -> str:
     """The lower-case extension of a supported file name; UnsupportedFileTypeError (415) else."""
-    ext = Path(name).suffix.lower()
-    if ext not in SUPPORTED_UPLOAD_EXTENSIONS:
-        supported = ", ".join(sorted(SUPPORTED_UPLOAD_EXTENSIONS))
-        raise UnsupportedFileTypeError(
-            f"{name!r}: unsupported file type {ext or '(none)'}; supported: {supported}",
-            param="files",
-        )
-    return ext
+    if not is_supported(name):
+        raise UnsupportedFileTypeError(unsupported_message(name), param="files")
+    return Path(name).suffix.lower()
 
 
 def upload_doc_id(index_name: str, safe_name: str) -> str:

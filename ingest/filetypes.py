@@ -6,7 +6,6 @@ import codecs
 import logging
 import re
 import zipfile
-from enum import StrEnum
 from pathlib import Path
 
 from charset_normalizer import from_bytes
@@ -18,6 +17,10 @@ from core.errors import (
     EncryptedDocumentError,
     UnsupportedFileTypeError,
 )
+from core.filetypes import EXTENSIONS as EXTENSIONS
+from core.filetypes import SUPPORTED_EXTENSIONS as SUPPORTED_EXTENSIONS
+from core.filetypes import FileType as FileType
+from core.filetypes import unsupported_message
 
 logger = logging.getLogger(__name__)
 
@@ -41,43 +44,6 @@ _BOMS = (
 )
 
 
-class FileType(StrEnum):
-    """The formats ondata parses; the value is the canonical extension without the dot."""
-
-    PDF = "pdf"
-    DOCX = "docx"
-    PPTX = "pptx"
-    XLSX = "xlsx"
-    HTML = "html"
-    MD = "md"
-    TXT = "txt"
-    CSV = "csv"
-    TSV = "tsv"
-    EML = "eml"
-    EPUB = "epub"
-    RTF = "rtf"
-    ODT = "odt"
-
-
-EXTENSIONS: dict[str, FileType] = {
-    ".pdf": FileType.PDF,
-    ".docx": FileType.DOCX,
-    ".pptx": FileType.PPTX,
-    ".xlsx": FileType.XLSX,
-    ".html": FileType.HTML,
-    ".htm": FileType.HTML,
-    ".md": FileType.MD,
-    ".markdown": FileType.MD,
-    ".txt": FileType.TXT,
-    ".csv": FileType.CSV,
-    ".tsv": FileType.TSV,
-    ".eml": FileType.EML,
-    ".epub": FileType.EPUB,
-    ".rtf": FileType.RTF,
-    ".odt": FileType.ODT,
-}
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(EXTENSIONS)
-
 _OOXML_MAIN_PART = {
     FileType.DOCX: "word/document.xml",
     FileType.PPTX: "ppt/presentation.xml",
@@ -91,33 +57,20 @@ _ZIP_TYPES = frozenset({*_OOXML_MAIN_PART, FileType.EPUB, FileType.ODT})
 _TEXT_TYPES = frozenset(
     {FileType.HTML, FileType.MD, FileType.TXT, FileType.CSV, FileType.TSV, FileType.EML}
 )
-_LIBMAGIC_TYPES = {
-    "application/pdf": FileType.PDF,
-    "text/html": FileType.HTML,
-    "text/plain": FileType.TXT,
-    "text/csv": FileType.CSV,
-    "text/markdown": FileType.MD,
-    "message/rfc822": FileType.EML,
-    "text/rtf": FileType.RTF,
-    "application/rtf": FileType.RTF,
-    "application/epub+zip": FileType.EPUB,
-}
 
 
 def detect_file_type(path: Path) -> FileType:
     """The file's type from its extension, corrected by what its first bytes say it is.
 
-    Raises UnsupportedFileTypeError naming the type when it is none ondata parses.
+    Raises UnsupportedFileTypeError when the extension is not in the table (core/filetypes.py):
+    the same rule as uploads, whatever the content.
     """
+    claimed = EXTENSIONS.get(path.suffix.lower())
+    if claimed is None:
+        raise UnsupportedFileTypeError(unsupported_message(path.name))
     with path.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
     sniffed = _sniff_magic(path, head)
-    claimed = EXTENSIONS.get(path.suffix.lower())
-    if claimed is None:
-        found = sniffed or _sniff_text(head)
-        if found is None:
-            raise UnsupportedFileTypeError(_unsupported_message(path, head))
-        return found
     if sniffed is not None and sniffed != claimed and _content_wins(claimed, sniffed):
         logger.warning(
             "%s looks like %s, not %s; parsing it as %s", path.name, sniffed, claimed, sniffed
@@ -152,13 +105,6 @@ def _sniff_zip(path: Path) -> FileType | None:
     return _ZIP_MIMETYPES.get(mimetype)
 
 
-def _sniff_text(head: bytes) -> FileType | None:
-    """For files without a known extension: libmagic's word on text-like content."""
-    if not head.strip() or head.startswith(_OLE2_MAGIC):
-        return None
-    return _LIBMAGIC_TYPES.get(_libmagic_mime(head))
-
-
 def _content_wins(claimed: FileType, sniffed: FileType) -> bool:
     """Content overrides the extension only where the extension cannot be right.
 
@@ -170,23 +116,6 @@ def _content_wins(claimed: FileType, sniffed: FileType) -> bool:
     if claimed in _TEXT_TYPES:
         return sniffed not in _TEXT_TYPES
     return True
-
-
-def _unsupported_message(path: Path, head: bytes) -> str:
-    suffix = path.suffix.lower() or "no extension"
-    mime = _libmagic_mime(head) if head else "empty"
-    return f"unsupported file type: {path.name} ({suffix}, {mime})"
-
-
-def _libmagic_mime(head: bytes) -> str:
-    try:
-        import magic
-    except ImportError:  # libmagic is not installed: name the type generically
-        return "application/octet-stream"
-    try:
-        return str(magic.from_buffer(head, mime=True))
-    except magic.MagicException:
-        return "application/octet-stream"
 
 
 def check_office_container(path: Path, file_type: FileType) -> None:

@@ -25,12 +25,11 @@ from core.ingestion import (
     check_url_source,
     inside_roots,
     remove_stored_upload,
-    upload_doc_id,
 )
+from core.job_specs import FolderSource, SourcesSpec, UploadSpec, UrlSource
 from core.queue import JobRun
 from core.settings import Settings
 from ingest.chunking import Chunker
-from ingest.filetypes import SUPPORTED_EXTENSIONS
 from ingest.parsers import doc_id_for
 from ingest.pipeline import IngestPipeline, SourceFile
 from ingest.service import parse_source
@@ -110,23 +109,25 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _upload_plan(run: JobRun, settings: Settings) -> Plan:
     spec = run.spec
-    acl, metadata = tuple(spec.get("acl_groups", ())), dict(spec.get("metadata") or {})
+    assert isinstance(spec, UploadSpec)
     plan = Plan()
-    for item in spec["files"]:
+    for item in spec.files:
         src = SourceFile(
-            path=Path(item["path"]),
-            doc_id=upload_doc_id(run.index_name, item["filename"]),
-            acl_groups=acl,
-            metadata={"filename": item["filename"], **metadata},
+            path=Path(item.path),
+            doc_id=item.doc_id,  # the API chose it (Scope.owned_id): the caller's own document
+            acl_groups=tuple(spec.acl_groups),
+            metadata={"filename": item.filename, **spec.metadata},
         )
         plan.files.append((src, ORIGIN_UPLOAD))
     return plan
 
 
 def _sources_plan(run: JobRun, settings: Settings) -> Plan:
+    spec = run.spec
+    assert isinstance(spec, SourcesSpec)
     plan = Plan()
-    for source in run.spec["sources"]:
-        if source["type"] == "folder":
+    for source in spec.sources:
+        if isinstance(source, FolderSource):
             _plan_folder(plan, run, settings, source)
         else:
             _plan_url(plan, run, settings, source)
@@ -134,54 +135,58 @@ def _sources_plan(run: JobRun, settings: Settings) -> Plan:
 
 
 def _source_meta(run: JobRun) -> tuple[tuple[str, ...], dict[str, Any]]:
-    return tuple(run.spec.get("acl_groups", ())), dict(run.spec.get("metadata") or {})
+    return tuple(run.spec.acl_groups), dict(run.spec.metadata)
 
 
-def _plan_folder(plan: Plan, run: JobRun, settings: Settings, source: dict[str, Any]) -> None:
-    origin = f"folder:{source['path']}"
+def _owned(run: JobRun, base_id: str) -> str:
+    """The id a document (or an origin) of this job gets: its submitter's own (see
+    Scope.owned_id), so a sync never replaces or removes documents written under other groups."""
+    return run.spec.scope.owned_id(base_id)
+
+
+def _plan_folder(plan: Plan, run: JobRun, settings: Settings, source: FolderSource) -> None:
+    origin = _owned(run, f"folder:{source.path}")
     try:
-        folder = check_folder_source(settings, source["path"])
+        folder = check_folder_source(settings, source.path)
         if not folder.is_dir():
-            raise OSError(f"{source['path']} is not a folder")
+            raise OSError(f"{source.path} is not a folder")
     except (OndataError, OSError) as exc:
         message = exc.message if isinstance(exc, OndataError) else str(exc)
-        plan.failures.append((_source_id(origin), source["path"], message))
+        plan.failures.append((_source_id(origin), source.path, message))
         return
-    origin = f"folder:{folder}"
+    origin = _owned(run, f"folder:{folder}")
     acl, metadata = _source_meta(run)
-    files = [
-        p
-        for p in discover_files([folder])
-        if p.suffix.lower() in SUPPORTED_EXTENSIONS and inside_roots(settings, p)
-    ]
+    files = [p for p in discover_files([folder]) if inside_roots(settings, p)]
     ids: set[str] = set()
     for path in files:
-        src = SourceFile(path=path, doc_id=doc_id_for(str(path)), acl_groups=acl, metadata=metadata)
+        doc_id = _owned(run, doc_id_for(str(path)))
+        src = SourceFile(path=path, doc_id=doc_id, acl_groups=acl, metadata=metadata)
         plan.files.append((src, origin))
         ids.add(src.doc_id)
     plan.complete[origin] = ids
 
 
-def _plan_url(plan: Plan, run: JobRun, settings: Settings, source: dict[str, Any]) -> None:
-    url = check_url_source(source["url"])
-    origin = f"url:{url}"
+def _plan_url(plan: Plan, run: JobRun, settings: Settings, source: UrlSource) -> None:
+    url = check_url_source(source.url)
+    origin = _owned(run, f"url:{url}")
     dest = settings.data_dir.resolve() / "fetched" / run.index_name
-    result = crawl(url, dest=dest, settings=settings.jobs, depth=int(source.get("crawl_depth", 0)))
+    result = crawl(url, dest=dest, settings=settings.jobs, depth=source.crawl_depth)
     acl, metadata = _source_meta(run)
     for page in result.pages:
         src = SourceFile(
             path=page.path,
-            doc_id=doc_id_for(page.url),
+            doc_id=_owned(run, doc_id_for(page.url)),
             url=page.url,
             acl_groups=acl,
             metadata=metadata,
         )
         plan.files.append((src, origin))
     for page_url, error in result.failed.items():
-        plan.failures.append((doc_id_for(page_url), page_url, error))
-        plan.keep.add(doc_id_for(page_url))  # a failing page keeps its last good version
+        page_id = _owned(run, doc_id_for(page_url))
+        plan.failures.append((page_id, page_url, error))
+        plan.keep.add(page_id)  # a failing page keeps its last good version
     if url not in result.failed:
-        plan.complete[origin] = {doc_id_for(p.url) for p in result.pages}
+        plan.complete[origin] = {_owned(run, doc_id_for(p.url)) for p in result.pages}
 
 
 def _source_id(origin: str) -> str:
@@ -244,10 +249,14 @@ def _tidy_upload(settings: Settings, src: SourceFile, *, kept: str | None, old: 
 
 
 def _sync(run: JobRun, pipeline: IngestPipeline, plan: Plan, *, settings: Settings) -> None:
-    """Delete documents of complete origins whose file or page is no longer there."""
+    """Delete documents of complete origins whose file or page is no longer there; never one
+    the job's submitter may not read."""
+    scope = run.spec.scope
     for origin, present in plan.complete.items():
         for record in pipeline.store.documents_with_origin(run.index_name, origin):
             if record.doc_id in present or record.doc_id in plan.keep:
+                continue
+            if not scope.can_read(record.acl_groups):
                 continue
             pipeline.delete_document(record.doc_id)
             run.add_items([(record.doc_id, record.source)])

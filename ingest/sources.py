@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.filetypes import is_supported
 from core.models import Document, Element
 from ingest.pipeline import SourceFile
 
@@ -15,12 +16,14 @@ def _visible(path: Path, root: Path) -> bool:
 
 
 def discover_files(paths: Iterable[Path]) -> list[Path]:
-    """Files named directly, plus every visible file below named folders (sorted, no duplicates)."""
+    """Files named directly, plus every visible file of a supported type (core/filetypes.py)
+    below named folders (sorted, no duplicates). A named file of another type stays in the
+    list, so that ingesting it fails with the same reason an upload gets."""
     found: dict[Path, None] = {}
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and _visible(child, path):
+                if child.is_file() and _visible(child, path) and is_supported(child):
                     found[child.resolve()] = None
         else:
             found[path.resolve()] = None

@@ -17,27 +17,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from core.errors import FileTooLargeError, SourceUnavailableError, UnsupportedFileTypeError
-from core.ingestion import SUPPORTED_UPLOAD_EXTENSIONS
+from core.filetypes import SUPPORTED_EXTENSIONS, extension_for_mime
 from core.settings import JobsSettings
 
 GONE_STATUSES = frozenset({404, 410})
-_CONTENT_TYPES = {
-    "text/html": ".html",
-    "application/xhtml+xml": ".html",
-    "text/plain": ".txt",
-    "text/markdown": ".md",
-    "text/csv": ".csv",
-    "text/tab-separated-values": ".tsv",
-    "application/pdf": ".pdf",
-    "application/rtf": ".rtf",
-    "text/rtf": ".rtf",
-    "message/rfc822": ".eml",
-    "application/epub+zip": ".epub",
-    "application/vnd.oasis.opendocument.text": ".odt",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
-}
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -131,10 +114,11 @@ def _save(response: httpx.Response, path: Path, *, max_bytes: int, url: str) -> 
 
 def _extension(url: str, content_type: str | None) -> str:
     mime = (content_type or "").split(";")[0].strip().lower()
-    if mime in _CONTENT_TYPES:
-        return _CONTENT_TYPES[mime]
+    from_mime = extension_for_mime(mime)
+    if from_mime is not None:
+        return from_mime
     suffix = Path(urlsplit(url).path).suffix.lower()
-    if suffix in SUPPORTED_UPLOAD_EXTENSIONS:
+    if suffix in SUPPORTED_EXTENSIONS:
         return suffix
     raise UnsupportedFileTypeError(f"{url}: unsupported content type {mime or '(none)'}")
 

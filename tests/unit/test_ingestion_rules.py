@@ -15,6 +15,7 @@ from core.errors import (
     SourceNotAllowedError,
     UnsupportedFileTypeError,
 )
+from core.filetypes import FILE_TYPES, extension_for_mime
 from core.ingestion import (
     SUPPORTED_UPLOAD_EXTENSIONS,
     check_folder_source,
@@ -27,9 +28,10 @@ from core.ingestion import (
     upload_doc_id,
 )
 from core.settings import IngestSettings, JobsSettings, Settings
-from ingest.filetypes import SUPPORTED_EXTENSIONS, FileType, check_unpacked_size
+from ingest.filetypes import SUPPORTED_EXTENSIONS, FileType, check_unpacked_size, detect_file_type
 from ingest.parse_pool import InlineParseRunner
 from ingest.parsers import parse_file
+from ingest.sources import discover_files
 from ingest.web import same_host_links
 
 MB = 1024 * 1024
@@ -66,6 +68,37 @@ def test_upload_types_match_the_parsers() -> None:
     for name in ("tool.exe", "archive.zip", "noext"):
         with pytest.raises(UnsupportedFileTypeError):
             check_upload_type(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "admitted"),
+    [("notes.xyz", False), ("NOTES", False), ("tool.exe", False), ("a.MD", True), ("b.htm", True)],
+)
+def test_one_file_type_rule_for_uploads_the_cli_walk_and_parsing(
+    tmp_path: Path, name: str, admitted: bool
+) -> None:
+    """Upload check, folder walk and the parser's detection all follow core/filetypes.py."""
+    (tmp_path / name).write_text("The cafeteria opens at eight.\n", encoding="utf-8")
+    walked = [p.name for p in discover_files([tmp_path])]
+    assert (walked == [name]) is admitted
+    if admitted:
+        assert check_upload_type(name) == Path(name).suffix.lower()
+        assert detect_file_type(tmp_path / name) in set(FileType)
+        return
+    with pytest.raises(UnsupportedFileTypeError) as upload:
+        check_upload_type(name)
+    with pytest.raises(UnsupportedFileTypeError) as parse:
+        detect_file_type(tmp_path / name)
+    assert upload.value.message == parse.value.message
+
+
+def test_url_content_types_come_from_the_same_table() -> None:
+    for spec in FILE_TYPES:
+        for mime in spec.mime_types:
+            ext = extension_for_mime(f"{mime.upper()}; charset=utf-8")
+            assert ext is not None
+            assert check_upload_type(f"page{ext}") == ext
+    assert extension_for_mime("application/zip") is None
 
 
 def test_upload_doc_id_is_per_index_and_name() -> None:

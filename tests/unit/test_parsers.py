@@ -213,10 +213,10 @@ def test_clean_metadata_title(raw: str, expected: str | None) -> None:
 def test_detect_file_type_trusts_content_over_a_wrong_extension(tmp_path: Path) -> None:
     pdf_as_txt = tmp_path / "report.txt"
     pdf_as_txt.write_bytes((SAMPLES / "fake-memo.pdf").read_bytes())
-    docx_no_ext = tmp_path / "upload"
-    docx_no_ext.write_bytes((SAMPLES / "trustee-handbook-chapter4.docx").read_bytes())
+    docx_as_csv = tmp_path / "upload.csv"
+    docx_as_csv.write_bytes((SAMPLES / "trustee-handbook-chapter4.docx").read_bytes())
     assert detect_file_type(pdf_as_txt) is FileType.PDF
-    assert detect_file_type(docx_no_ext) is FileType.DOCX
+    assert detect_file_type(docx_as_csv) is FileType.DOCX
     assert detect_file_type(SAMPLES / "stanley-cups.csv") is FileType.CSV
 
 
@@ -229,17 +229,21 @@ def test_detect_file_type_reads_a_saved_web_page_named_txt_as_html(tmp_path: Pat
     assert detect_file_type(notes) is FileType.MD
 
 
-def test_detect_file_type_sniffs_text_without_extension(tmp_path: Path) -> None:
-    notes = tmp_path / "NOTES"
+@pytest.mark.parametrize("name", ["NOTES", "notes.xyz"])
+def test_detect_file_type_refuses_text_under_an_unknown_extension(
+    tmp_path: Path, name: str
+) -> None:
+    notes = tmp_path / name
     notes.write_text("The cafeteria opens at eight.\n", encoding="utf-8")
-    assert detect_file_type(notes) is FileType.TXT
+    with pytest.raises(UnsupportedFileTypeError, match="unsupported file type"):
+        detect_file_type(notes)
 
 
 def test_detect_file_type_names_an_unsupported_type(tmp_path: Path) -> None:
     blob = tmp_path / "tool.bin"
     blob.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(200))
     with pytest.raises(
-        UnsupportedFileTypeError, match=r"unsupported file type: tool\.bin \(\.bin, "
+        UnsupportedFileTypeError, match=r"'tool\.bin': unsupported file type \.bin; supported: "
     ) as err:
         detect_file_type(blob)
     assert err.value.status_code == 415
