@@ -1,0 +1,306 @@
+"""QdrantEdgeIndex: the VectorIndex adapter for a Qdrant Edge shard in this process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as edge
+
+from core.errors import ConfigurationError, IndexBackendError
+from core.models import ScoredChunk, SparseVector
+from retrieval.index.filters import bool_term, payload_key
+from retrieval.index.points import (
+    SCROLL_PAGE,
+    backend_errors,
+    check_dimensions,
+    check_request,
+    chunk_payload,
+    dense_list,
+    point_id,
+    scored_chunk,
+)
+from retrieval.index.types import (
+    BOOL_TERMS,
+    DENSE,
+    INDEXED_KEYWORDS,
+    SENTENCE_VECTORS,
+    SPARSE,
+    FilterValue,
+    IndexedChunk,
+    IndexQuery,
+    MetadataFilter,
+)
+
+logger = logging.getLogger(__name__)
+
+MAINTAIN_MIN_UNINDEXED = 1_000
+MAINTAIN_SHARE = 0.10
+
+
+def _edge_config(dimension: int) -> edge.EdgeConfig:
+    return edge.EdgeConfig(
+        vectors={DENSE: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)},
+        sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
+    )
+
+
+def _edge_stored_dimension(path: Path) -> int | None:
+    config_file = path / "edge_config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        return int(json.loads(config_file.read_text())["vectors"][DENSE]["size"])
+    except (ValueError, KeyError, TypeError):
+        return None  # unknown layout: EdgeShard.load checks compatibility itself
+
+
+def _edge_match(key: str, value: FilterValue) -> edge.FieldCondition:
+    path = payload_key(key)
+    if isinstance(value, bool):
+        return edge.FieldCondition(key=BOOL_TERMS, match=edge.MatchValue(bool_term(path, value)))
+    if isinstance(value, list):
+        return edge.FieldCondition(key=path, match=edge.MatchAny(value))
+    return edge.FieldCondition(key=path, match=edge.MatchValue(value))
+
+
+def _edge_acl(groups: tuple[str, ...]) -> edge.IsEmptyCondition | edge.Filter:
+    public = edge.IsEmptyCondition("acl_groups")
+    if not groups:
+        return public
+    member = edge.FieldCondition(key="acl_groups", match=edge.MatchAny(list(groups)))
+    return edge.Filter(should=[public, member])
+
+
+def _edge_filter(flt: MetadataFilter | None) -> edge.Filter | None:
+    if flt is None:
+        return None
+    must: list[Any] = [_edge_match(key, value) for key, value in flt.equals.items()]
+    if flt.acl_groups is not None:
+        must.append(_edge_acl(flt.acl_groups))
+    return edge.Filter(must=must) if must else None
+
+
+def _edge_sparse(vector: SparseVector | None) -> edge.SparseVector:
+    assert vector is not None  # checked by check_request
+    return edge.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _edge_dense(request: IndexQuery) -> edge.Query:
+    return edge.Query.Nearest(dense_list(request.dense), using=DENSE)
+
+
+def _edge_keyword(request: IndexQuery) -> edge.Query:
+    return edge.Query.Nearest(_edge_sparse(request.sparse), using=SPARSE)
+
+
+def _edge_request(request: IndexQuery) -> edge.QueryRequest:
+    flt = _edge_filter(request.filter)
+    fetch: dict[str, Any] = {
+        "with_payload": (
+            True
+            if request.with_sentence_vectors
+            else edge.PayloadSelector.Exclude([SENTENCE_VECTORS])
+        ),
+        "with_vector": [DENSE] if request.with_dense_score else False,
+    }
+    if request.mode != "hybrid":
+        nearest = _edge_dense(request) if request.mode == "vector" else _edge_keyword(request)
+        return edge.QueryRequest(limit=request.limit, query=nearest, filter=flt, **fetch)
+    depth = max(request.prefetch_limit, request.limit)
+    prefetches = [
+        edge.Prefetch(limit=depth, query=_edge_dense(request), filter=flt),
+        edge.Prefetch(limit=depth, query=_edge_keyword(request), filter=flt),
+    ]
+    # the stubs do not declare Fusion.Rrf / Fusion.Dbsf as Fusion, hence Any
+    fusion: Any = (
+        edge.Fusion.Rrf(k=request.rrf_k) if request.fusion == "rrf" else edge.Fusion.Dbsf()
+    )
+    return edge.QueryRequest(limit=request.limit, prefetches=prefetches, query=fusion, **fetch)
+
+
+def _edge_point(item: IndexedChunk) -> edge.Point:
+    vectors: dict[str, Any] = {
+        DENSE: dense_list(item.dense),
+        SPARSE: edge.SparseVector(list(item.sparse.indices), list(item.sparse.values)),
+    }
+    return edge.Point(point_id(item.chunk.chunk_id), vectors, chunk_payload(item))
+
+
+def _edge_doc_filter(doc_id: str | None, keep_chunk_ids: Sequence[str] = ()) -> edge.Filter | None:
+    if doc_id is None:
+        return None
+    must: list[Any] = [edge.FieldCondition(key="doc_id", match=edge.MatchValue(doc_id))]
+    if not keep_chunk_ids:
+        return edge.Filter(must=must)
+    keep = edge.HasIdCondition({point_id(chunk_id) for chunk_id in keep_chunk_ids})
+    return edge.Filter(must=must, must_not=[keep])
+
+
+class QdrantEdgeIndex:
+    """A Qdrant Edge shard in a directory of this process (one open shard per directory).
+
+    Queries may run from several threads at once (the engine locks internally); writes and
+    close are serialised here so that delete's find-then-remove is atomic. Every write goes
+    to the shard's write-ahead log before returning, and is flushed to segments after each
+    call, so a reopened shard (even after a crash) sees it.
+    """
+
+    backend = "qdrant-edge"
+
+    def __init__(self, shard: edge.EdgeShard, *, path: Path, dimension: int) -> None:
+        self._shard = shard
+        self.path = path
+        self.dimension = dimension
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._maintained_at = 0  # points when `maintain` last optimised (or tried to)
+
+    @classmethod
+    def open(
+        cls, path: Path, *, dimension: int, metadata_keys: Sequence[str] = ()
+    ) -> QdrantEdgeIndex:
+        """Load the shard at path, or create it; raise ConfigurationError on another dimension."""
+        stored = _edge_stored_dimension(path)
+        if stored is not None and stored != dimension:
+            raise ConfigurationError(
+                f"index at {path} holds {stored}-d vectors, not {dimension}-d; "
+                "use another index name or drop this one"
+            )
+        with backend_errors(cls.backend, f"open the shard at {path} (open elsewhere?)"):
+            if stored is None:
+                shard = edge.EdgeShard.create(str(path), _edge_config(dimension))
+            else:
+                shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
+        index = cls(shard, path=path, dimension=dimension)
+        try:
+            index._ensure_payload_indexes(metadata_keys)
+        except Exception:
+            index.close()  # release the directory lock, or the next open fails
+            raise
+        return index
+
+    def _ensure_payload_indexes(self, metadata_keys: Sequence[str]) -> None:
+        wanted = [*INDEXED_KEYWORDS, BOOL_TERMS, *(payload_key(k) for k in metadata_keys)]
+        with backend_errors(self.backend, "create payload indexes"):
+            existing = set(self._shard.info().payload_schema)
+            for key in wanted:
+                if key not in existing:
+                    operation = edge.UpdateOperation.create_field_index(
+                        key, edge.PayloadSchemaType.Keyword
+                    )
+                    self._shard.update(operation)
+
+    def upsert(self, items: Sequence[IndexedChunk]) -> None:
+        """Insert or replace the chunks' points."""
+        if not items:
+            return
+        check_dimensions(items, self.dimension)
+        points = [_edge_point(item) for item in items]
+        with self._write_lock, backend_errors(self.backend, "upsert points"):
+            self._live().update(edge.UpdateOperation.upsert_points(points))
+            self._shard.flush()
+        logger.debug("upserted %d points into %s", len(points), self.path)
+
+    def delete(self, *, doc_id: str, keep_chunk_ids: Sequence[str] = ()) -> int:
+        """Remove the document's chunks except the kept ones; returns how many went."""
+        flt = _edge_doc_filter(doc_id, keep_chunk_ids)
+        with self._write_lock, backend_errors(self.backend, "delete points"):
+            ids = self._point_ids(flt)
+            if ids:
+                self._live().update(edge.UpdateOperation.delete_points(ids))
+                self._shard.flush()
+        logger.debug("deleted %d points doc_id=%s from %s", len(ids), doc_id, self.path)
+        return len(ids)
+
+    def _point_ids(self, flt: edge.Filter | None) -> list[Any]:
+        ids: list[Any] = []
+        offset: Any = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, filter=flt, with_payload=False
+            )
+            records, offset = self._live().scroll(request)
+            ids.extend(record.id for record in records)
+            if offset is None:
+                return ids
+
+    def query(self, request: IndexQuery) -> list[ScoredChunk]:
+        """Best chunks first."""
+        check_request(request)
+        query = _edge_request(request)
+        with backend_errors(self.backend, "query"):
+            hits = self._live().query(query)
+        return [
+            scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request) for hit in hits
+        ]
+
+    def count(self, *, doc_id: str | None = None) -> int:
+        """Number of chunks, in all or for one document (exact)."""
+        with backend_errors(self.backend, "count points"):
+            request = edge.CountRequest(exact=True, filter=_edge_doc_filter(doc_id))
+            return self._live().count(request)
+
+    def optimize(self) -> bool:
+        """Merge segments and build the HNSW / payload indexes now (blocking).
+
+        Edge has no background optimizer: call this after a large ingestion so queries use
+        HNSW instead of scanning. Returns whether anything changed.
+        """
+        with self._write_lock, backend_errors(self.backend, "optimize"):
+            return self._live().optimize()
+
+    def maintain(self) -> bool:
+        """`optimize` once the vectors outside an index reach max(1,000, 10% of all).
+
+        Unindexed vectors are searched by scanning: 1.3 ms top-10 on 11k SciFact chunks before
+        optimising (1.8 s), 0.47 ms after. The relative floor keeps a stream of small uploads
+        from rebuilding a large shard each time.
+        """
+        with backend_errors(self.backend, "read shard info"):
+            info = self._live().info()
+        vectors = 2 * info.points_count  # dense + sparse per point
+        unindexed = vectors - info.indexed_vectors_count
+        if unindexed < max(MAINTAIN_MIN_UNINDEXED, MAINTAIN_SHARE * vectors):
+            return False
+        # Edge leaves segments under its indexing threshold (~10 MB) unindexed, where a scan is
+        # fast anyway: after a try that built nothing, wait for more points before the next
+        if info.points_count - self._maintained_at < MAINTAIN_MIN_UNINDEXED:
+            return False
+        self._maintained_at = info.points_count
+        started = time.perf_counter()
+        changed = self.optimize()
+        logger.info(
+            "optimized edge shard points=%d unindexed=%d seconds=%.1f",
+            info.points_count,
+            unindexed,
+            time.perf_counter() - started,
+        )
+        return changed
+
+    def close(self) -> None:
+        """Flush and release the shard; later calls raise IndexBackendError."""
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            with backend_errors(self.backend, "close the shard"):
+                self._shard.flush()
+                self._shard.close()
+
+    def drop(self) -> None:
+        """Close the shard and delete its directory."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        logger.info("dropped edge index at %s", self.path)
+
+    def _live(self) -> edge.EdgeShard:
+        if self._closed:
+            raise IndexBackendError(f"the index at {self.path} is closed")
+        return self._shard

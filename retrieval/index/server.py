@@ -1,0 +1,270 @@
+"""QdrantServerIndex: the VectorIndex adapter for a Qdrant server or cluster (qdrant-client)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from core.errors import ConfigurationError
+from core.models import ScoredChunk, SparseVector
+from retrieval.index.filters import bool_term, payload_key
+from retrieval.index.points import (
+    SCROLL_PAGE,
+    backend_errors,
+    check_dimensions,
+    check_request,
+    chunk_payload,
+    dense_list,
+    point_id,
+    scored_chunk,
+)
+from retrieval.index.types import (
+    BOOL_TERMS,
+    DENSE,
+    INDEXED_KEYWORDS,
+    SENTENCE_VECTORS,
+    SPARSE,
+    FilterValue,
+    IndexedChunk,
+    IndexQuery,
+    MetadataFilter,
+)
+
+logger = logging.getLogger(__name__)
+
+_UPSERT_BATCH = 256
+
+
+def _server_match(key: str, value: FilterValue) -> qm.FieldCondition:
+    path = payload_key(key)
+    if isinstance(value, bool):
+        return qm.FieldCondition(key=BOOL_TERMS, match=qm.MatchValue(value=bool_term(path, value)))
+    if isinstance(value, list):
+        return qm.FieldCondition(key=path, match=qm.MatchAny(any=value))
+    return qm.FieldCondition(key=path, match=qm.MatchValue(value=value))
+
+
+def _server_acl(groups: tuple[str, ...]) -> qm.IsEmptyCondition | qm.Filter:
+    public = qm.IsEmptyCondition(is_empty=qm.PayloadField(key="acl_groups"))
+    if not groups:
+        return public
+    member = qm.FieldCondition(key="acl_groups", match=qm.MatchAny(any=list(groups)))
+    return qm.Filter(should=[public, member])
+
+
+def _server_filter(flt: MetadataFilter | None) -> qm.Filter | None:
+    if flt is None:
+        return None
+    must: list[Any] = [_server_match(key, value) for key, value in flt.equals.items()]
+    if flt.acl_groups is not None:
+        must.append(_server_acl(flt.acl_groups))
+    return qm.Filter(must=must) if must else None
+
+
+def _server_doc_filter(doc_id: str | None, keep_chunk_ids: Sequence[str] = ()) -> qm.Filter | None:
+    if doc_id is None:
+        return None
+    must: list[Any] = [qm.FieldCondition(key="doc_id", match=qm.MatchValue(value=doc_id))]
+    if not keep_chunk_ids:
+        return qm.Filter(must=must)
+    keep = qm.HasIdCondition(has_id=[point_id(chunk_id) for chunk_id in keep_chunk_ids])
+    return qm.Filter(must=must, must_not=[keep])
+
+
+def _server_sparse(vector: SparseVector | None) -> qm.SparseVector:
+    assert vector is not None  # checked by check_request
+    return qm.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _server_point(item: IndexedChunk) -> qm.PointStruct:
+    vectors: dict[str, Any] = {DENSE: dense_list(item.dense), SPARSE: _server_sparse(item.sparse)}
+    return qm.PointStruct(
+        id=point_id(item.chunk.chunk_id), vector=vectors, payload=chunk_payload(item)
+    )
+
+
+@dataclass(frozen=True)
+class _ServerQuery:
+    """Keyword arguments of QdrantClient.query_points for one IndexQuery."""
+
+    query: Any
+    using: str | None
+    prefetch: list[qm.Prefetch] | None
+    query_filter: qm.Filter | None
+
+
+def _server_query(request: IndexQuery) -> _ServerQuery:
+    flt = _server_filter(request.filter)
+    if request.mode == "vector":
+        return _ServerQuery(dense_list(request.dense), DENSE, None, flt)
+    if request.mode == "keyword":
+        return _ServerQuery(_server_sparse(request.sparse), SPARSE, None, flt)
+    depth = max(request.prefetch_limit, request.limit)
+    prefetch = [
+        qm.Prefetch(query=dense_list(request.dense), using=DENSE, limit=depth, filter=flt),
+        qm.Prefetch(query=_server_sparse(request.sparse), using=SPARSE, limit=depth, filter=flt),
+    ]
+    fusion: Any = (
+        qm.RrfQuery(rrf=qm.Rrf(k=request.rrf_k))
+        if request.fusion == "rrf"
+        else qm.FusionQuery(fusion=qm.Fusion.DBSF)
+    )
+    return _ServerQuery(fusion, None, prefetch, None)
+
+
+class QdrantServerIndex:
+    """A collection on a Qdrant server or cluster, through qdrant-client.
+
+    qdrant-client's local mode (``QdrantClient(location=":memory:")``) speaks the same API and
+    stands in for a server in tests. Thread-safe as far as the client is.
+    """
+
+    backend = "qdrant"
+
+    def __init__(
+        self, client: QdrantClient, *, collection: str, dimension: int, owns_client: bool = True
+    ) -> None:
+        self._client = client
+        self.collection = collection
+        self.dimension = dimension
+        self._owns_client = owns_client
+
+    @classmethod
+    def open(
+        cls,
+        client: QdrantClient,
+        *,
+        collection: str,
+        dimension: int,
+        metadata_keys: Sequence[str] = (),
+        owns_client: bool = True,
+    ) -> QdrantServerIndex:
+        """Use the collection, creating it when missing; ConfigurationError on another dimension."""
+        index = cls(client, collection=collection, dimension=dimension, owns_client=owns_client)
+        with backend_errors(cls.backend, f"open collection {collection!r}"):
+            if client.collection_exists(collection):
+                index._check_dimension()
+            else:
+                index._create_collection()
+            index._ensure_payload_indexes(metadata_keys)
+        return index
+
+    def _check_dimension(self) -> None:
+        vectors = self._client.get_collection(self.collection).config.params.vectors
+        params = vectors.get(DENSE) if isinstance(vectors, dict) else None
+        if params is None or params.size != self.dimension:
+            stored = "no dense" if params is None else f"{params.size}-d"
+            raise ConfigurationError(
+                f"collection {self.collection!r} holds {stored} vectors, not {self.dimension}-d; "
+                "use another index name or drop this one"
+            )
+
+    def _create_collection(self) -> None:
+        self._client.create_collection(
+            self.collection,
+            vectors_config={
+                DENSE: qm.VectorParams(size=self.dimension, distance=qm.Distance.COSINE)
+            },
+            sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+        )
+        logger.info("created collection %s (%d-d)", self.collection, self.dimension)
+
+    def _ensure_payload_indexes(self, metadata_keys: Sequence[str]) -> None:
+        existing = set(self._client.get_collection(self.collection).payload_schema)
+        wanted = [*INDEXED_KEYWORDS, BOOL_TERMS, *(payload_key(k) for k in metadata_keys)]
+        with warnings.catch_warnings():
+            # local mode warns that payload indexes have no effect there; a server uses them
+            warnings.simplefilter("ignore", UserWarning)
+            for key in (k for k in wanted if k not in existing):
+                self._client.create_payload_index(
+                    self.collection, key, qm.PayloadSchemaType.KEYWORD, wait=True
+                )
+
+    def upsert(self, items: Sequence[IndexedChunk]) -> None:
+        """Insert or replace the chunks' points, in batches, waiting for each."""
+        check_dimensions(items, self.dimension)
+        with backend_errors(self.backend, "upsert points"):
+            for start in range(0, len(items), _UPSERT_BATCH):
+                batch = [_server_point(item) for item in items[start : start + _UPSERT_BATCH]]
+                self._client.upsert(self.collection, points=batch, wait=True)
+        logger.debug("upserted %d points into %s", len(items), self.collection)
+
+    def delete(self, *, doc_id: str, keep_chunk_ids: Sequence[str] = ()) -> int:
+        """Remove the document's chunks except the kept ones; returns how many went."""
+        flt = _server_doc_filter(doc_id, keep_chunk_ids)
+        with backend_errors(self.backend, "delete points"):
+            ids = self._point_ids(flt)
+            if ids:
+                selector = qm.PointIdsList(points=ids)
+                self._client.delete(self.collection, points_selector=selector, wait=True)
+        logger.debug("deleted %d points doc_id=%s from %s", len(ids), doc_id, self.collection)
+        return len(ids)
+
+    def _point_ids(self, flt: qm.Filter | None) -> list[qm.ExtendedPointId]:
+        ids: list[qm.ExtendedPointId] = []
+        offset: qm.ExtendedPointId | None = None
+        while True:
+            records, offset = self._client.scroll(
+                self.collection,
+                scroll_filter=flt,
+                limit=SCROLL_PAGE,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            ids.extend(record.id for record in records)
+            if offset is None:
+                return ids
+
+    def query(self, request: IndexQuery) -> list[ScoredChunk]:
+        """Best chunks first."""
+        check_request(request)
+        q = _server_query(request)
+        with backend_errors(self.backend, "query"):
+            response = self._client.query_points(
+                self.collection,
+                query=q.query,
+                using=q.using,
+                prefetch=q.prefetch,
+                query_filter=q.query_filter,
+                limit=request.limit,
+                with_payload=(
+                    True
+                    if request.with_sentence_vectors
+                    else qm.PayloadSelectorExclude(exclude=[SENTENCE_VECTORS])
+                ),
+                with_vectors=[DENSE] if request.with_dense_score else False,
+            )
+        return [
+            scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request)
+            for hit in response.points
+        ]
+
+    def count(self, *, doc_id: str | None = None) -> int:
+        """Number of chunks, in all or for one document (exact)."""
+        with backend_errors(self.backend, "count points"):
+            flt = _server_doc_filter(doc_id)
+            return self._client.count(self.collection, count_filter=flt, exact=True).count
+
+    def maintain(self) -> bool:
+        """Nothing: a Qdrant server runs its optimizers in the background."""
+        return False
+
+    def close(self) -> None:
+        """Close the client if this index owns it."""
+        if self._owns_client:
+            with backend_errors(self.backend, "close the client"):
+                self._client.close()
+
+    def drop(self) -> None:
+        """Delete the collection, then close."""
+        with backend_errors(self.backend, f"drop collection {self.collection!r}"):
+            self._client.delete_collection(self.collection)
+        logger.info("dropped collection %s", self.collection)
+        self.close()
