@@ -308,6 +308,40 @@ class ChatModelTimeoutError(ChatModelError):
     code = "chat_model_timeout"
 
 
+class RerankerError(OndataError):
+    """The reranker failed in a way the caller cannot fix."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "reranker_failed"
+
+
+class RerankerRateLimitError(RerankerError):
+    """The remote reranker is rate limiting us."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RerankerTimeoutError(RerankerError):
+    """The remote reranker did not answer in time."""
+
+    status_code = 504
+    code = "reranker_timeout"
+
+
+class RerankerModelError(RerankerError):
+    """The local reranking model is missing or unusable."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "reranker_model_unavailable"
+
+
 class ChatModelNotConfiguredError(InvalidRequestError):
     """A request needs a chat model and none is configured."""
 

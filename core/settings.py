@@ -148,6 +148,40 @@ class ChatSettings(BaseModel):
         return self
 
 
+class RerankSettings(BaseModel):
+    """The optional reranker behind query_type semantic and vector_semantic_hybrid.
+
+    remote: any server with the Cohere-style rerank API (`POST {base_url}/rerank`: Cohere,
+    Jina, Voyage, vLLM, Infinity; api=tei for Hugging Face TEI's own shape). local: a
+    sentence-transformers CrossEncoder in the directory `path`, never fetched from a hub.
+    """
+
+    backend: Literal["none", "remote", "local"] = "none"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    api: Literal["cohere", "tei"] = "cohere"
+    path: Path | None = None
+    # candidates reranked per search query (the index is asked for this many)
+    candidates: int = Field(default=50, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    max_length: int = Field(default=512, ge=16, le=8192)
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _backend_needs_target(self) -> RerankSettings:
+        if self.backend == "remote" and not self.base_url:
+            raise ValueError(
+                "rerank.backend=remote needs ONDATA_RERANK__BASE_URL (e.g. http://tei:8080)"
+            )
+        if self.backend == "local" and self.path is None:
+            raise ValueError(
+                "rerank.backend=local needs ONDATA_RERANK__PATH (a cross-encoder model directory)"
+            )
+        return self
+
+
 class ApiSettings(BaseModel):
     """The HTTP API: where `ondata serve` listens and what a request may carry."""
 
@@ -210,6 +244,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     jobs: JobsSettings = JobsSettings()
     chat: ChatSettings = ChatSettings()
+    rerank: RerankSettings = RerankSettings()
     api: ApiSettings = ApiSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
 
