@@ -56,6 +56,7 @@ _PIPELINE_MODULES = (
     "ingest.sources",
     "retrieval.embedders",
     "retrieval.onnx_export",
+    "retrieval.sentences",
     "retrieval.sparse",
 )
 

@@ -15,7 +15,7 @@ import math
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -30,7 +30,14 @@ from core.errors import (
 from core.models import ScoredChunk
 from core.settings import ChatSettings
 from retrieval.embedders import Embedder, Vectors
-from retrieval.sentences import decode_sentence_vectors, sentence_spans
+from retrieval.sentences import (
+    MIN_WORDS,
+    Sentence,
+    decode_sentence_vectors,
+    is_legacy,
+    legacy_sentence_spans,
+    split_sentences,
+)
 from retrieval.sparse import Bm25Encoder
 
 logger = logging.getLogger(__name__)
@@ -56,6 +63,8 @@ class ChatParams:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     user: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Other chat-completions fields (seed, presence_penalty...), sent to the model as they are."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,9 @@ class OpenAIChatModel:
             "user": params.user,
         }
         request.update({key: value for key, value in optional.items() if value is not None})
+        if params.options:
+            # extra_body: sent as given, whichever of them this openai version knows by name
+            request["extra_body"] = dict(params.options)
         return request
 
 
@@ -190,7 +202,6 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 # --- the extractive answerer -------------------------------------------------------------
 
-_MIN_WORDS = 4
 _MAX_SENTENCE_CHARS = 600
 
 
@@ -371,25 +382,36 @@ def candidate_sentences(
     seen: set[str] = set()
     out: list[_Sentence] = []
     for number, scored in enumerate(documents, start=1):
-        content = scored.chunk.content
-        stored = _stored_vectors(scored, dimension)
-        for k, (start, end) in enumerate(sentence_spans(content)):
-            text = " ".join(content[start:end].split())[:_MAX_SENTENCE_CHARS]
+        units = split_sentences(scored.chunk.content)
+        for unit, vector in zip(units, _stored_vectors(scored, units, dimension), strict=True):
+            text = unit.text[:_MAX_SENTENCE_CHARS]
             key = text.lower()
-            if len(text.split()) < _MIN_WORDS or key in seen:
+            if unit.words < MIN_WORDS or key in seen:
                 continue
             seen.add(key)
-            vector = stored[k] if k < len(stored) and stored[k].any() else None
             out.append(_Sentence(doc=number, text=text, vector=vector))
             if len(out) == limit:
                 return out
     return out
 
 
-def _stored_vectors(scored: ScoredChunk, dimension: int) -> Vectors:
-    if not dimension or not scored.sentence_vectors:
-        return np.zeros((0, max(dimension, 1)), dtype=np.float32)
-    return decode_sentence_vectors(scored.sentence_vectors, dimension)
+def _stored_vectors(
+    scored: ScoredChunk, units: Sequence[Sentence], dimension: int
+) -> list[Vectors | None]:
+    """Per unit, its stored vector; None where there is none (then it is embedded now).
+
+    Rows stored before the current segmenter serve the units whose span did not change.
+    """
+    data = scored.sentence_vectors
+    if not dimension or not data:
+        return [None] * len(units)
+    rows = list(decode_sentence_vectors(data, dimension))
+    if is_legacy(data):
+        by_span = dict(zip(legacy_sentence_spans(scored.chunk.content), rows, strict=False))
+        found = [by_span.get((u.start, u.end)) for u in units]
+    else:
+        found = [rows[k] if k < len(rows) else None for k in range(len(units))]
+    return [row if row is not None and row.any() else None for row in found]
 
 
 def _cited(sentence: str, doc: int) -> str:

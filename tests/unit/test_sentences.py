@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -12,7 +15,9 @@ from retrieval.sentences import (
     content_spans,
     decode_sentence_vectors,
     encode_sentence_vectors,
+    legacy_sentence_spans,
     sentence_spans,
+    split_sentences,
 )
 from tests.unit.retrieval_corpus import bundled_embedder, scored_doc
 
@@ -49,7 +54,7 @@ class CountingEmbedder:
     def dimension(self) -> int:
         return self.inner.dimension
 
-    def embed(self, texts: list[str]) -> Vectors:
+    def embed(self, texts: Sequence[str]) -> Vectors:
         self.embedded.extend(texts)
         return self.inner.embed(texts)
 
@@ -58,9 +63,74 @@ class CountingEmbedder:
         return self.inner.embed_query(text)
 
 
-def test_sentence_spans_cut_at_sentence_ends_and_newlines() -> None:
+def test_sentence_spans_cut_at_sentence_ends() -> None:
     assert [TEXT[s:e] for s, e in sentence_spans(TEXT)] == SENTENCES
-    assert sentence_spans("") == [(0, 0)]
+    assert sentence_spans("") == []
+
+
+def test_abbreviations_initials_and_decimals_stay_inside_their_sentence() -> None:
+    text = (
+        "Dr. Smith met Mr. J. R. Jones at 3.30 p.m. in the U.S. capital. "
+        'He said "It is fine." See Fig. 3 for details, e.g. the table. He left.'
+    )
+    assert [s.text for s in split_sentences(text)] == [
+        "Dr. Smith met Mr. J. R. Jones at 3.30 p.m. in the U.S. capital.",
+        'He said "It is fine."',
+        "See Fig. 3 for details, e.g. the table. He left.",  # "He left." is too short alone
+    ]
+
+
+def test_list_enumerators_join_the_item_they_open_and_are_not_quoted() -> None:
+    text = (
+        "The records must contain the following: a. General Ledger - a record of deposits. "
+        "b. Cash Receipts Journal - list of all funds received. c. Cash Disbursements "
+        "Journal - list of all disbursements. d"
+    )
+    quoted = [s.text for s in split_sentences(text)]
+    assert quoted == [
+        "The records must contain the following:",
+        "General Ledger - a record of deposits.",
+        "Cash Receipts Journal - list of all funds received.",
+        "Cash Disbursements Journal - list of all disbursements. d",
+    ]
+
+
+def test_a_trailing_enumerator_moves_to_the_next_item() -> None:
+    text = (
+        "2. A rich repository of pre-trained models for off-the-shelf usage 3. "
+        "Comprehensive tools for data annotation and model tuning 4. A model hub."
+    )
+    assert [s.text for s in split_sentences(text)] == [
+        "A rich repository of pre-trained models for off-the-shelf usage",
+        "Comprehensive tools for data annotation and model tuning",
+        "A model hub.",
+    ]
+
+
+def test_short_units_merge_into_a_neighbour() -> None:
+    text = "Module One\nThis module introduces the principles of quality. Then he left."
+    assert [s.text for s in split_sentences(text)] == [
+        "Module One This module introduces the principles of quality. Then he left."
+    ]
+
+
+def test_markdown_tables_become_row_statements_without_separator_rows() -> None:
+    table = (
+        "Cups by team\n\n| Stanley Cups |  |  |\n| --- | --- | --- |\n"
+        "| Team | Location | Stanley Cups |\n| Blues | STL | 1 |\n| Maple Leafs | TOR | 13 |"
+    )
+    units = split_sentences(table)
+    assert [u.text for u in units] == [
+        "Cups by team",
+        "Team: Blues, Location: STL, Stanley Cups: 1.",
+        "Team: Maple Leafs, Location: TOR, Stanley Cups: 13.",
+    ]
+    assert table[units[2].start : units[2].end] == "| Maple Leafs | TOR | 13 |"
+
+
+def test_legacy_spans_are_the_old_regular_expression() -> None:
+    assert [TEXT[s:e] for s, e in legacy_sentence_spans(TEXT)] == SENTENCES
+    assert legacy_sentence_spans("Steps. d. Whenever possible.") == [(0, 9), (10, 28)]
 
 
 def test_content_spans_shift_into_the_embedded_text() -> None:
@@ -126,6 +196,28 @@ def test_extractive_answer_from_stored_vectors_embeds_nothing_but_the_question(
     result = ExtractiveAnswerer(counting).compose("How much can a hotel night cost?", docs)
     assert result.content.startswith("Hotels may be booked up to 180 euros per night [doc1].")
     assert counting.embedded == ["How much can a hotel night cost?"]
+
+
+def test_vectors_stored_over_legacy_spans_serve_unchanged_sentences_only(
+    embedder: OnnxEmbedder,
+) -> None:
+    content = (
+        "Steps to follow now. Read all of this first. a. Hotels may be booked up to 180 "
+        "euros per night."
+    )
+    _, (pooled,) = embedder.embed_spans([content], [legacy_sentence_spans(content)])
+    legacy = base64.b64encode(
+        np.rint(pooled * 127).clip(-127, 127).astype(np.int8).tobytes()
+    ).decode("ascii")
+    counting = CountingEmbedder(embedder)
+    docs = [scored_doc(1, content, sentence_vectors=legacy)]
+    result = ExtractiveAnswerer(counting).compose("How much can a hotel night cost?", docs)
+    assert result.content.startswith("Hotels may be booked up to 180 euros per night [doc1].")
+    # "Steps to follow now." kept its span and its stored row; the two others are new spans
+    assert sorted(counting.embedded[1:]) == [
+        "Hotels may be booked up to 180 euros per night.",
+        "Read all of this first.",
+    ]
 
 
 def test_extractive_answer_embeds_the_sentences_a_chunk_has_no_vectors_for(
