@@ -19,6 +19,9 @@ from sqlalchemy import delete, func, or_, select, update
 
 from core.db import IndexRecord, JobItemRecord, JobRecord, Store
 from core.errors import IngestionJobNotFoundError, JobNotCancellableError
+from core.job_specs import KIND_SOURCES as KIND_SOURCES
+from core.job_specs import KIND_UPLOAD as KIND_UPLOAD
+from core.job_specs import JobSpec, read_spec
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -35,9 +38,6 @@ ITEM_UNCHANGED = "unchanged"
 ITEM_FAILED = "failed"
 ITEM_DELETED = "deleted"
 ITEM_STATUSES = (ITEM_PENDING, ITEM_INDEXED, ITEM_UNCHANGED, ITEM_FAILED, ITEM_DELETED)
-
-KIND_UPLOAD = "upload"
-KIND_SOURCES = "sources"
 
 
 def utcnow() -> dt.datetime:
@@ -87,8 +87,7 @@ def create_job(
     store: Store,
     *,
     index_name: str,
-    kind: str,
-    spec: dict[str, Any],
+    spec: JobSpec,
     refresh_interval_s: int | None = None,
     items: Sequence[tuple[str, str]] = (),
 ) -> JobRecord:
@@ -96,9 +95,9 @@ def create_job(
     job = JobRecord(
         id=uuid.uuid4().hex,
         index_name=index_name,
-        kind=kind,
+        kind=spec.kind,
         status=QUEUED,
-        spec=spec,
+        spec=spec.model_dump(mode="json"),
         refresh_interval_s=refresh_interval_s,
         run=1,
         attempts=0,
@@ -110,6 +109,11 @@ def create_job(
         s.flush()
         s.add_all(_pending(job.id, items))
     return job
+
+
+def job_spec(job: JobRecord) -> JobSpec:
+    """What the job does (core/job_specs.py), as the API wrote it."""
+    return read_spec(job.kind, job.spec)
 
 
 def get_job(store: Store, job_id: str) -> JobRecord:

@@ -28,6 +28,7 @@ from huey.consumer import Consumer
 from core import jobs
 from core.db import Store
 from core.errors import ConfigurationError, OndataError
+from core.job_specs import JobSpec
 from core.settings import JobsSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ class JobRun:
         return self.job.index_name
 
     @property
-    def spec(self) -> dict[str, Any]:
-        return self.job.spec
+    def spec(self) -> JobSpec:
+        return jobs.job_spec(self.job)
 
     @property
     def resumed(self) -> bool:

@@ -16,6 +16,7 @@ import pytest
 from core import jobs
 from core.db import Store, make_engine
 from core.errors import SourceUnavailableError
+from core.job_specs import SourcesSpec
 from core.queue import JobConsumer, JobQueue, JobRun
 from core.settings import JobsSettings, Settings
 from tests.support.stores import store_with_indexes
@@ -63,7 +64,7 @@ def _wait(store: Store, job_id: str, statuses: frozenset[str] = jobs.TERMINAL) -
 
 
 def _job(store: Store, index: str = "a") -> str:
-    return jobs.create_job(store, index_name=index, kind=jobs.KIND_SOURCES, spec={}).id
+    return jobs.create_job(store, index_name=index, spec=SourcesSpec()).id
 
 
 def _consumer(

@@ -10,6 +10,7 @@ import pytest
 from core import jobs
 from core.db import Store
 from core.errors import IngestionJobNotFoundError, JobNotCancellableError
+from core.job_specs import SourcesSpec
 from tests.support.stores import store_with_indexes
 
 STALE = 60.0
@@ -22,7 +23,7 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 def _job(store: Store, index: str = "a", **kwargs: object) -> str:
-    return jobs.create_job(store, index_name=index, kind=jobs.KIND_SOURCES, spec={}, **kwargs).id  # type: ignore[arg-type]
+    return jobs.create_job(store, index_name=index, spec=SourcesSpec(), **kwargs).id  # type: ignore[arg-type]
 
 
 def _claim(store: Store, job_id: str, worker: str = "w1", stale: float = STALE) -> jobs.Claim:

@@ -23,6 +23,7 @@ import pytest
 
 from core import jobs
 from core.db import IndexRecord, Store, make_engine
+from core.job_specs import FolderSource, SourcesSpec
 from core.queue import JobQueue
 from core.settings import JobsSettings, Settings
 from ingest.parsers import doc_id_for
@@ -126,8 +127,8 @@ def test_worker_killed_mid_job_is_resumed_without_duplicates(
         )
     )
     folder = tmp_path / "shared" / "policies"
-    spec = {"sources": [{"type": "folder", "path": str(folder)}], "acl_groups": [], "metadata": {}}
-    job = jobs.create_job(store, index_name="crash", kind=jobs.KIND_SOURCES, spec=spec)
+    spec = SourcesSpec(sources=[FolderSource(path=str(folder))])
+    job = jobs.create_job(store, index_name="crash", spec=spec)
     JobQueue(settings, store).enqueue(job.id)
     log = tmp_path / "workers.log"
 
