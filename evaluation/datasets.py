@@ -211,6 +211,8 @@ class QAItem:
     relevant_doc_ids: frozenset[str] = frozenset()
     answerable: bool | None = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    answers: tuple[str, ...] = ()
+    """Short gold answers (SQuAD-style spans), any of which a reply may contain; () if none."""
 
     @property
     def question(self) -> str:
@@ -285,8 +287,9 @@ def qa_item(row: Mapping[str, Any], *, where: str) -> QAItem:
     """One QA jsonl object.
 
     ``question`` (a string) or ``messages`` (``[{"role", "content"}]``, ending with a user
-    turn); optional ``id``, ``answer``, ``relevant_doc_ids`` (list), ``answerable`` (bool or
-    null, default true), ``metadata`` (object).
+    turn); optional ``id``, ``answer``, ``answers`` (short gold answers, a list),
+    ``relevant_doc_ids`` (list), ``answerable`` (bool or null, default true), ``metadata``
+    (object).
     """
     messages = _messages(row, where=where)
     relevant = row.get("relevant_doc_ids") or []
@@ -294,6 +297,9 @@ def qa_item(row: Mapping[str, Any], *, where: str) -> QAItem:
     if not isinstance(relevant, list) or not (answerable is None or isinstance(answerable, bool)):
         raise InvalidDatasetError(f"{where}: relevant_doc_ids must be a list, answerable a boolean")
     answer = row.get("answer")
+    answers = row.get("answers") or []
+    if not isinstance(answers, list):
+        raise InvalidDatasetError(f"{where}: answers must be a list of strings")
     return QAItem(
         qid=str(row.get("id") or where.rsplit(":", 1)[-1]),
         messages=messages,
@@ -301,6 +307,7 @@ def qa_item(row: Mapping[str, Any], *, where: str) -> QAItem:
         relevant_doc_ids=frozenset(str(d) for d in relevant),
         answerable=answerable,
         metadata=dict(row.get("metadata") or {}),
+        answers=tuple(str(a) for a in answers if str(a).strip()),
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from core.errors import InvalidRequestError
 
-LOWER_IS_BETTER = ("hallucinated_citation_rate", "error_rate")
+LOWER_IS_BETTER = ("hallucinated_citation_rate", "error_rate", "false_refusal_rate")
 _NOT_GATED = ("latency",)
 
 

@@ -22,6 +22,8 @@ Ranking = Mapping[str, Sequence[str]]
 
 DEEP_CUTOFF = 100
 _MARKER = re.compile(r"\[doc(\d+)\]")
+_FIRST_CITED = re.compile(r"(?:\s*\[doc\d+\])+[.!?]?")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -125,6 +127,22 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def contains_answer(text: str, golds: Iterable[str]) -> bool:
+    """Whether a gold answer appears in the text, both SQuAD-normalised (word-aligned)."""
+    padded = f" {' '.join(normalize_answer(text))} "
+    return any((gold := " ".join(normalize_answer(g))) and f" {gold} " in padded for g in golds)
+
+
+def first_sentence(answer: str) -> str:
+    """The answer's first sentence: up to its first citation marker (and the punctuation after
+    it), as the extractive answer cites each sentence; else up to the first sentence end."""
+    marker = _FIRST_CITED.search(answer)
+    if marker:
+        return answer[: marker.end()]
+    end = _SENTENCE_END.search(answer)
+    return answer[: end.start()] if end else answer
+
+
 def citation_markers(text: str) -> list[int]:
     """The N of every [docN] marker in an answer, in order."""
     return [int(n) for n in _MARKER.findall(text)]
@@ -144,12 +162,6 @@ def citation_recall(cited: Iterable[str], relevant: Iterable[str]) -> float | No
     if not relevant_set:
         return None
     return len(set(cited) & relevant_set) / len(relevant_set)
-
-
-def is_refusal(answer: str, refusal_text: str) -> bool:
-    """Whether the answer gives the in-scope refusal (its text in it; case, markers aside)."""
-    refusal = " ".join(normalize_answer(refusal_text))
-    return bool(refusal) and f" {refusal} " in f" {' '.join(normalize_answer(answer))} "
 
 
 def refusal_correct(refused: bool, answerable: bool | None) -> bool | None:

@@ -26,20 +26,28 @@ from tqdm import tqdm
 
 from api.app import create_app
 from api.services import open_services
-from core.errors import AuthenticationError, IndexNotFoundError, InvalidRequestError
+from core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    IndexNotFoundError,
+    InvalidRequestError,
+)
 from core.models import ScoredChunk
 from core.settings import Settings
 from evaluation import metrics
 from evaluation.cache import CorpusIndex, corpus_index, slug
 from evaluation.datasets import BeirDataset, QADataset, QAItem
 from evaluation.judge import OpenAIJudge
-from retrieval.answer import NOT_FOUND_MESSAGE
+from retrieval.citations import is_refusal
 from retrieval.index import SearchMode
 from retrieval.search import Searcher
 
 logger = logging.getLogger(__name__)
 
 ALL_MODES: tuple[SearchMode, ...] = ("vector", "keyword", "hybrid")
+RERANKED_MODES: dict[str, SearchMode] = {"semantic": "keyword", "vector_semantic_hybrid": "hybrid"}
+"""OYD's semantic query types: these modes' candidates, reranked (needs rerank.backend)."""
+KNOWN_MODES: tuple[str, ...] = (*ALL_MODES, *RERANKED_MODES)
 CHUNKS_PER_DOCUMENT = 3
 """Chunk depth = document depth x this, so that MaxP aggregation still fills the depth."""
 _ANSWER_CHARS = 4000
@@ -89,18 +97,25 @@ async def evaluate_retrieval(
     dataset: BeirDataset,
     *,
     settings: Settings,
-    modes: Sequence[SearchMode] = ALL_MODES,
+    modes: Sequence[str] = ALL_MODES,
     k: int = 10,
     depth: int = metrics.DEEP_CUTOFF,
 ) -> RunResult:
     """Index the corpus (cached), rank every query in every mode, score the rankings."""
+    if settings.rerank.backend == "none" and set(modes) & set(RERANKED_MODES):
+        raise ConfigurationError(
+            "modes semantic and vector_semantic_hybrid need a reranker: set "
+            "ONDATA_RERANK__BACKEND (remote or local; see README 'Reranking')"
+        )
     started = time.perf_counter()
     built = _index_beir(dataset, settings)
     rows: list[dict[str, Any]] = []
     summary = _header("retrieval", dataset.name) | {"split": dataset.split, "k": k}
     async with open_services(built.settings) as services:
         for mode in modes:
-            rows.extend(_rank_mode(services.searcher, built.index_name, dataset, mode, k, depth))
+            rows.extend(
+                await _rank_mode(services.searcher, built.index_name, dataset, mode, k, depth)
+            )
     summary |= {
         "docs": built.docs,
         "queries": len(dataset.queries),
@@ -125,15 +140,15 @@ def _index_beir(dataset: BeirDataset, settings: Settings) -> CorpusIndex:
     )
 
 
-def _rank_mode(
-    searcher: Searcher, index_name: str, dataset: BeirDataset, mode: SearchMode, k: int, depth: int
+async def _rank_mode(
+    searcher: Searcher, index_name: str, dataset: BeirDataset, mode: str, k: int, depth: int
 ) -> list[dict[str, Any]]:
     ranking: dict[str, list[str]] = {}
     latency: dict[str, float] = {}
     with _bar(len(dataset.queries), f"{mode} queries") as bar:
         for qid, text in dataset.queries.items():
             began = time.perf_counter()
-            chunks = searcher.rank(index_name, text, mode=mode, limit=depth * CHUNKS_PER_DOCUMENT)
+            chunks = await _ranking(searcher, index_name, text, mode, depth * CHUNKS_PER_DOCUMENT)
             latency[qid] = (time.perf_counter() - began) * 1000
             ranking[qid] = documents_ranked(chunks, depth=depth)
             bar.update(1)
@@ -142,6 +157,17 @@ def _rank_mode(
         {"mode": mode, "qid": qid, "latency_ms": round(latency[qid], 3), **scores[qid]}
         for qid in dataset.queries
     ]
+
+
+async def _ranking(
+    searcher: Searcher, index_name: str, query: str, mode: str, limit: int
+) -> list[ScoredChunk]:
+    if mode in RERANKED_MODES:
+        return await searcher.rank_reranked(
+            index_name, query, mode=RERANKED_MODES[mode], limit=limit
+        )
+    search_mode: SearchMode = mode  # type: ignore[assignment]  # one of ALL_MODES
+    return searcher.rank(index_name, query, mode=search_mode, limit=limit)
 
 
 def _means(rows: Sequence[dict[str, Any]], mode: str, names: Sequence[str]) -> dict[str, float]:
@@ -174,6 +200,9 @@ def _settings_info(settings: Settings) -> dict[str, Any]:
         "embedding_backend": settings.embedding.backend,
         "chunk_size": settings.chunking.chunk_size,
         "chunk_overlap": settings.chunking.chunk_overlap,
+        "rerank_backend": settings.rerank.backend,
+        "rerank_model": settings.rerank.model or (settings.rerank.path and settings.rerank.path.name),
+        "rerank_candidates": settings.rerank.candidates,
     }
 
 
@@ -357,7 +386,7 @@ def score_reply(item: QAItem, body: dict[str, Any]) -> dict[str, Any]:
     retrieved = context.get("all_retrieved_documents")
     cited_docs = sorted({str(c.get("doc_id")) for c in citations})
     markers = metrics.citation_markers(content)
-    refused = metrics.is_refusal(content, NOT_FOUND_MESSAGE)
+    refused = is_refusal(content)
     scorable = item.answerable is not False and not refused
     return {
         "answer": content[:_ANSWER_CHARS],
@@ -383,6 +412,19 @@ def score_reply(item: QAItem, body: dict[str, Any]) -> dict[str, Any]:
             else None
         ),
         "refusal_correct": metrics.refusal_correct(refused, item.answerable),
+        **_containment(item, content),
+    }
+
+
+def _containment(item: QAItem, content: str) -> dict[str, bool | None]:
+    """Short gold answers (SQuAD): one inside the reply, one inside its first sentence."""
+    scored = bool(item.answers) and item.answerable is not False
+    first = metrics.first_sentence(content)
+    return {
+        "answer_contained": metrics.contains_answer(content, item.answers) if scored else None,
+        "first_sentence_contained": (
+            metrics.contains_answer(first, item.answers) if scored else None
+        ),
     }
 
 
@@ -398,6 +440,10 @@ def answer_summary(rows: Sequence[dict[str, Any]], *, judged: bool) -> dict[str,
         "refusal_accuracy": metrics.mean(
             None if r["refusal_correct"] is None else float(r["refusal_correct"]) for r in ok
         ),
+        "answer_containment": _share(r["answer_contained"] for r in ok),
+        "first_sentence_containment": _share(r["first_sentence_contained"] for r in ok),
+        "refusal_rate_unanswerable": _share(r["refused"] for r in ok if r["answerable"] is False),
+        "false_refusal_rate": _share(r["refused"] for r in ok if r["answerable"] is True),
         "hallucinated_citation_rate": (
             sum(r["hallucinated"] for r in ok) / markers if markers else 0.0
         ),
@@ -409,6 +455,11 @@ def answer_summary(rows: Sequence[dict[str, Any]], *, judged: bool) -> dict[str,
         out["judge_groundedness"] = metrics.mean(r.get("groundedness") for r in ok)
         out["judge_relevance"] = metrics.mean(r.get("relevance") for r in ok)
     return {k: (round(v, 6) if v is not None else None) for k, v in out.items()}
+
+
+def _share(flags: Iterable[bool | None]) -> float | None:
+    """Share of the defined flags that are true (None when none is defined)."""
+    return metrics.mean(None if f is None else float(f) for f in flags)
 
 
 def _answer_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:

@@ -57,6 +57,20 @@ def test_load_qa_jsonl_reads_questions_conversations_and_the_corpus_beside_it() 
     assert {r.doc_id for r in dataset.corpus} >= {"travel", "remote"}
 
 
+def test_load_qa_jsonl_reads_short_gold_answers(tmp_path: Path) -> None:
+    path = tmp_path / "qa.jsonl"
+    path.write_text(
+        '{"question": "When?", "answer": "1989", "answers": ["1989", "in 1989", ""]}\n'
+        '{"question": "Who?", "answerable": false}\n'
+    )
+    first, second = load_qa(path).items
+    assert first.answers == ("1989", "in 1989")
+    assert second.answers == ()
+    path.write_text('{"question": "When?", "answers": "1989"}\n')
+    with pytest.raises(InvalidDatasetError, match="answers must be a list"):
+        load_qa(path)
+
+
 def test_load_qa_jsonl_says_which_line_is_wrong(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text('{"question": "ok?"}\n{"messages": [{"role": "assistant", "content": "hi"}]}\n')

@@ -7,6 +7,9 @@ import math
 import pytest
 
 from evaluation import metrics
+from evaluation.datasets import QAItem, Turn
+from evaluation.runs import answer_summary, score_reply
+from retrieval.citations import NOT_FOUND_MESSAGE, is_refusal
 
 QRELS = {"q1": {"d1": 2, "d2": 1, "d3": 0}, "q2": {"d4": 1}}
 RANKING = {"q1": ["d3", "d2", "dx", "d1"], "q2": []}
@@ -46,7 +49,10 @@ def test_retrieval_metrics_ignore_duplicate_documents_in_a_ranking() -> None:
 
 
 def test_mean_by_metric_leaves_out_undefined_values() -> None:
-    per_query = {"a": {"x": 1.0, "y": None}, "b": {"x": 0.0, "y": 0.5}}
+    per_query: dict[str, dict[str, float | None]] = {
+        "a": {"x": 1.0, "y": None},
+        "b": {"x": 0.0, "y": 0.5},
+    }
     assert metrics.mean_by_metric(per_query) == {"x": 0.5, "y": 0.5}
     assert metrics.mean([None, None]) is None
 
@@ -72,15 +78,44 @@ def test_citation_precision_and_recall() -> None:
     assert metrics.citation_recall(["a"], []) is None
 
 
-def test_refusal_is_recognised_whatever_the_case_and_markers() -> None:
-    refusal = "The requested information is not available in the retrieved data."
-    assert metrics.is_refusal(
-        "the requested information is NOT available in the retrieved data", refusal
-    )
-    assert not metrics.is_refusal("The hotel limit is 180 euros [doc1].", refusal)
+def test_refusal_is_recognised_by_retrieval_whatever_the_case_and_markers() -> None:
+    assert is_refusal("the requested information is NOT available in the retrieved data")
+    assert not is_refusal("The hotel limit is 180 euros [doc1].")
     assert metrics.refusal_correct(True, answerable=False) is True
     assert metrics.refusal_correct(True, answerable=True) is False
     assert metrics.refusal_correct(False, answerable=None) is None
+
+
+def test_containment_is_word_aligned_after_squad_normalisation() -> None:
+    reply = "The Normans were in Normandy in the 10th century [doc1]. Rollo led them [doc2]."
+    assert metrics.contains_answer(reply, ["10th century", "x"])
+    assert metrics.contains_answer(reply, ["the Normandy"])  # articles dropped on both sides
+    assert not metrics.contains_answer(reply, ["0th century"])
+    assert not metrics.contains_answer(reply, ["", "France"])
+
+
+def test_first_sentence_ends_at_the_first_citation() -> None:
+    reply = "Rollo led them [doc2][doc1]. The Normans were in Normandy [doc1]."
+    assert metrics.first_sentence(reply) == "Rollo led them [doc2][doc1]."
+    assert metrics.first_sentence("No markers here. Second one.") == "No markers here."
+
+
+def test_short_answer_metrics_separate_refusals_by_answerability() -> None:
+    refusal = {"choices": [{"message": {"content": NOT_FOUND_MESSAGE}}]}
+    reply = {"choices": [{"message": {"content": "Walls [doc1]. It was 1989 [doc1]."}}]}
+    asked = QAItem("a", (Turn("user", "When?"),), answer="1989", answers=("1989",))
+    unanswerable = QAItem("u", (Turn("user", "Who?"),), answerable=False)
+    rows = [
+        {"answerable": True, "latency_ms": 1.0} | score_reply(asked, reply),
+        {"answerable": True, "latency_ms": 1.0} | score_reply(asked, refusal),
+        {"answerable": False, "latency_ms": 1.0} | score_reply(unanswerable, refusal),
+    ]
+    assert [r["first_sentence_contained"] for r in rows] == [False, False, None]
+    summary = answer_summary(rows, judged=False)
+    assert summary["answer_containment"] == 0.5
+    assert summary["first_sentence_containment"] == 0.0
+    assert summary["refusal_rate_unanswerable"] == 1.0
+    assert summary["false_refusal_rate"] == 0.5
 
 
 def test_hallucinated_citations_count_markers_that_cite_nothing_retrieved() -> None:
