@@ -13,6 +13,7 @@ from api.schemas import ChatCompletionRequest, ContextPart
 from api.services import Services, open_services
 from api.streaming import ChunkHead, grounded_frames
 from core.models import Citation
+from core.remote import RemoteError, status_message
 from core.settings import Settings
 from retrieval.answer import AnswerContext, AnswerDelta, AnswerRequest
 
@@ -102,12 +103,16 @@ def _numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
 # ---- against a running server (`--url`) ------------------------------------------------------
 
 
-def run_ask_remote(url: str, body: ChatCompletionRequest, *, api_key: str, as_json: bool) -> None:
+def run_ask_remote(
+    url: str, body: ChatCompletionRequest, *, api_key: str | None, as_json: bool
+) -> None:
     """The same question through `ondata serve` at url, with the official openai client."""
     import openai
 
     payload = body.model_dump(exclude_none=True, include={"messages", "data_sources"})
-    client = openai.OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=api_key, max_retries=0)
+    # the openai client insists on a key; without one the server sees a key it rejects (401)
+    key = api_key or "none"
+    client = openai.OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=key, max_retries=0)
     with client:
         try:
             if body.stream:
@@ -115,18 +120,15 @@ def run_ask_remote(url: str, body: ChatCompletionRequest, *, api_key: str, as_js
             else:
                 _remote_complete(client, payload, as_json=as_json)
         except openai.APIStatusError as exc:
-            raise RemoteError(_remote_message(exc)) from exc
+            raise RemoteError(_remote_message(url, exc, sent_key=api_key is not None)) from exc
         except openai.APIConnectionError as exc:
             raise RemoteError(f"cannot reach {url}: {exc}") from exc
 
 
-class RemoteError(Exception):
-    """The server answered with an error, or could not be reached."""
-
-
-def _remote_message(exc: Any) -> str:
+def _remote_message(url: str, exc: Any, *, sent_key: bool) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
-    return f"{exc.status_code}: {body.get('message') or exc.message}"
+    message = str(body.get("message") or exc.message)
+    return status_message(url, exc.status_code, message, sent_key=sent_key)
 
 
 def _remote_complete(client: Any, payload: dict[str, Any], *, as_json: bool) -> None:

@@ -10,8 +10,11 @@ import asyncio
 import typer
 from pydantic import ValidationError
 
+from core.cli import API_KEY_HELP, INDEX_HELP, STRICTNESS_HELP, TOP_HELP
 from core.errors import OndataError
+from core.remote import RemoteError, client_api_key
 from core.settings import Settings, load_settings
+from retrieval.search import DEFAULT_STRICTNESS, DEFAULT_TOP_N
 
 
 def serve(
@@ -52,23 +55,26 @@ def _refuse_open_bind(settings: Settings) -> None:
 
 def ask(
     question: str = typer.Argument(..., help="The question to answer from the index."),
-    index: str = typer.Option(None, "--index", help="Index name [default: settings default]."),
+    index: str = typer.Option(None, "--index", help=INDEX_HELP),
     stream: bool = typer.Option(False, "--stream", help="Print the answer as it is written."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the chat.completion (or, with --stream, each chunk) as JSON."
     ),
-    top: int = typer.Option(5, "--top", min=1, max=20, help="top_n_documents"),
-    strictness: int = typer.Option(3, "--strictness", min=1, max=5),
+    top: int = typer.Option(DEFAULT_TOP_N, "--top", min=1, max=20, help=TOP_HELP),
+    strictness: int = typer.Option(
+        DEFAULT_STRICTNESS, "--strictness", min=1, max=5, help=STRICTNESS_HELP
+    ),
     url: str = typer.Option(
         None, "--url", help="Ask a running `ondata serve` at this URL instead of in-process."
     ),
+    api_key: str = typer.Option(None, "--api-key", help=API_KEY_HELP),
 ) -> None:
     """Answer a question from an index and print the answer and its citations.
 
     In-process by default; with --url, through a running server (an embedded Qdrant Edge
     index can only be open in one process, so use --url while `ondata serve` runs).
     """
-    from api.ask import RemoteError, ask_body, run_ask, run_ask_remote
+    from api.ask import ask_body, run_ask, run_ask_remote
 
     settings = load_settings()
     try:
@@ -80,7 +86,7 @@ def ask(
             strictness=strictness,
         )
         if url:
-            key = settings.api.api_key.get_secret_value() if settings.api.api_key else "unused"
+            key = client_api_key(settings, api_key)
             run_ask_remote(url, body, api_key=key, as_json=as_json)
         else:
             asyncio.run(run_ask(settings, body, as_json=as_json))

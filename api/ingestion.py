@@ -45,6 +45,7 @@ from core.errors import (
 from core.ingestion import (
     check_folder_source,
     check_upload_type,
+    check_url_address,
     check_url_source,
     new_upload_path,
     remove_stored_upload,
@@ -350,7 +351,9 @@ def _checked_source(services: Services, source: dict[str, Any]) -> dict[str, Any
         if not folder.is_dir():
             raise InvalidRequestError(f"folder {source['path']!r} does not exist", param="sources")
         return {"type": "folder", "path": str(folder)}
-    return {**source, "url": check_url_source(source["url"])}
+    url = check_url_source(source["url"])
+    check_url_address(services.settings, url)
+    return {**source, "url": url}
 
 
 def get_job(services: Services, job_id: str, principal: Principal) -> JobRecord:

@@ -10,11 +10,12 @@ from typing import Any
 
 import typer
 
+from core.cli import command_group
 from core.errors import OndataError
 from core.keys import ApiKeyInfo, KeyStore, clean_names, parse_groups, parse_role
 from core.settings import load_settings
 
-app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+app = command_group("Create, list and revoke API keys.")
 
 
 def _store() -> KeyStore:
@@ -104,6 +105,9 @@ def list_keys(
     if as_json:
         typer.echo(json.dumps([_as_dict(i) for i in infos]))
         return
+    if not infos:
+        kind = "keys" if include_revoked else "active keys"
+        typer.echo(f"no {kind} (create one with `ondata keys create --role admin`)")
     for info in infos:
         typer.echo(_line(info))
 

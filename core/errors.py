@@ -83,6 +83,11 @@ class IndexNotFoundError(NotFoundError):
 
     code = "index_not_found"
 
+    @classmethod
+    def named(cls, name: str, *, param: str = "index_name") -> IndexNotFoundError:
+        """The one sentence every path (API, search, ask, documents) gives for a missing index."""
+        return cls(f"index {name!r} does not exist", param=param)
+
 
 class ModelNotFoundError(NotFoundError):
     """No model has that id."""
@@ -280,6 +285,12 @@ class IndexBackendError(OndataError):
     status_code = 503
     error_type = "server_error"
     code = "index_unavailable"
+
+
+class IndexLockedError(IndexBackendError):
+    """An embedded index is held by another process (most often a running `ondata serve`)."""
+
+    code = "index_locked"
 
 
 class ChatModelError(OndataError):

@@ -8,6 +8,7 @@ two uploads never overwrite each other's bytes; a document's identity is (index,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -16,8 +17,14 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from core.errors import InvalidRequestError, SourceNotAllowedError, UnsupportedFileTypeError
+from core.errors import (
+    InvalidRequestError,
+    SourceNotAllowedError,
+    SourceUnavailableError,
+    UnsupportedFileTypeError,
+)
 from core.filetypes import SUPPORTED_EXTENSIONS, is_supported, unsupported_message
+from core.netguard import AddressPolicy, Resolver, checked_addresses, system_resolve
 from core.settings import Settings
 
 SUPPORTED_UPLOAD_EXTENSIONS: frozenset[str] = SUPPORTED_EXTENSIONS
@@ -111,8 +118,28 @@ def inside_roots(settings: Settings, path: Path) -> bool:
 
 
 def check_url_source(url: str) -> str:
-    """The URL without its fragment if it is http(s) with a host; SourceNotAllowedError else."""
+    """The URL without its fragment if it is http(s) with a host, a valid port and no user
+    info; SourceNotAllowedError else. (Where it may connect: check_url_address.)"""
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise SourceNotAllowedError(f"{url!r} is not an http(s) URL", param="sources")
+    if "@" in parts.netloc:
+        raise SourceNotAllowedError(
+            f"{url!r} carries user info (user:password@); URL sources may not", param="sources"
+        )
+    try:
+        parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+    except ValueError as exc:
+        raise SourceNotAllowedError(f"{url!r} has an invalid port", param="sources") from exc
     return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path or "/", parts.query, ""))
+
+
+def check_url_address(settings: Settings, url: str, *, resolve: Resolver = system_resolve) -> None:
+    """AddressNotAllowedError when the URL's host is, or now resolves to, an address that
+    jobs.url_allow does not open (core/netguard.py). A host that does not resolve now is left
+    to the fetch, which checks every connection again (DNS may answer differently then)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    policy = AddressPolicy.from_entries(settings.jobs.url_allow)
+    with contextlib.suppress(SourceUnavailableError):
+        checked_addresses(parts.hostname or "", port, policy=policy, resolve=resolve)

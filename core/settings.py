@@ -227,6 +227,14 @@ class EvaluationSettings(BaseModel):
         return bool(self.judge_base_url and self.judge_model)
 
 
+class ClientSettings(BaseModel):
+    """What the CLI sends to a running `ondata serve` (`ask --url`, `ingest --url`)."""
+
+    # the key for --url when --api-key is not given (ONDATA_CLIENT__API_KEY); without either,
+    # the operator's api.api_key when this machine has it
+    api_key: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     """Everything ondata can be configured with; only entrypoints load it."""
 
@@ -247,6 +255,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     api: ApiSettings = ApiSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    client: ClientSettings = ClientSettings()
 
     @property
     def resolved_database_url(self) -> str:

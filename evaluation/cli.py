@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from core.cli import command_group
 from core.errors import OndataError
 from core.settings import Settings, load_settings
 from evaluation.datasets import QAFormat, load_beir, load_qa
@@ -31,7 +32,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REGRESSION = 3
 
-eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer quality.")
+eval_app = command_group("Measure retrieval and answer quality.")
 
 _OUT_HELP = (
     "Folder for summary.json, report.html, summary.md (default: <data_dir>/evaluations/<id>)."

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,11 +18,20 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from core.errors import FileTooLargeError, SourceUnavailableError, UnsupportedFileTypeError
+from core.errors import (
+    FileTooLargeError,
+    SourceNotAllowedError,
+    SourceUnavailableError,
+    UnsupportedFileTypeError,
+)
 from core.filetypes import SUPPORTED_EXTENSIONS, extension_for_mime
+from core.ingestion import check_url_source
+from core.netguard import AddressPolicy, Resolver, system_resolve
 from core.settings import JobsSettings
+from ingest.guarded_http import GuardedTransport
 
 GONE_STATUSES = frozenset({404, 410})
+MAX_REDIRECTS = 5
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -44,13 +55,28 @@ class PageGoneError(SourceUnavailableError):
     """The page answered 404 or 410."""
 
 
-def crawl(url: str, *, dest: Path, settings: JobsSettings, depth: int) -> Crawl:
-    """Fetch `url` and, when depth is 1 and it is HTML, the same-host pages it links to."""
+def crawl(
+    url: str,
+    *,
+    dest: Path,
+    settings: JobsSettings,
+    depth: int,
+    resolve: Resolver = system_resolve,
+) -> Crawl:
+    """Fetch `url` and, when depth is 1 and it is HTML, the same-host pages it links to.
+
+    Every connection (page, link, redirect hop) goes through GuardedTransport: only to
+    addresses core.netguard allows with settings.url_allow.
+    """
     result = Crawl()
+    transport = GuardedTransport(
+        policy=AddressPolicy.from_entries(settings.url_allow), resolve=resolve
+    )
     with httpx.Client(
+        transport=transport,
         timeout=settings.url_timeout_s,
-        follow_redirects=True,
-        max_redirects=5,
+        follow_redirects=False,  # followed by _follow, which checks each hop's URL
+        trust_env=False,  # an environment proxy would connect where we cannot check
         headers={"User-Agent": "ondata-ingest/0.1"},
     ) as client:
         root = _fetch_into(client, url, dest=dest, settings=settings, result=result)
@@ -69,7 +95,12 @@ def _fetch_into(
     except PageGoneError:
         result.gone.append(url)
         return None
-    except (SourceUnavailableError, FileTooLargeError, UnsupportedFileTypeError) as exc:
+    except (
+        SourceUnavailableError,
+        SourceNotAllowedError,
+        FileTooLargeError,
+        UnsupportedFileTypeError,
+    ) as exc:
         result.failed[url] = exc.message
         return None
     result.pages.append(page)
@@ -79,17 +110,53 @@ def _fetch_into(
 def fetch(client: httpx.Client, url: str, *, dest: Path, max_bytes: int) -> FetchedPage:
     """Download one URL to dest/<hash>/<name><ext>, refusing more than max_bytes."""
     try:
-        with client.stream("GET", url) as response:
+        with _follow(client, url) as response:
             if response.status_code in GONE_STATUSES:
                 raise PageGoneError(f"{url} answered {response.status_code}")
             if response.status_code >= 400:
                 raise SourceUnavailableError(f"{url} answered HTTP {response.status_code}")
             path = _target(dest, url, _extension(url, response.headers.get("content-type")))
             _save(response, path, max_bytes=max_bytes, url=url)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise SourceUnavailableError(f"cannot fetch {url}: {type(exc).__name__}") from exc
     links = same_host_links(url, path.read_bytes()) if path.suffix == ".html" else ()
     return FetchedPage(url=url, path=path, links=links)
+
+
+@contextmanager
+def _follow(client: httpx.Client, url: str) -> Iterator[httpx.Response]:
+    """The streamed response at the end of url's redirects (closed on leaving)."""
+    response = _final_response(client, url)
+    try:
+        yield response
+    finally:
+        response.close()
+
+
+def _final_response(client: httpx.Client, url: str) -> httpx.Response:
+    """Follow at most MAX_REDIRECTS hops, each hop's URL checked like a source's (http(s), no
+    user info) before the transport checks the address it would connect to."""
+    target, location = url, None
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            response = client.send(client.build_request("GET", target), stream=True)
+        except SourceNotAllowedError as exc:
+            if location is None:
+                raise
+            raise _refused_hop(url, location, exc) from exc
+        if not response.is_redirect:
+            return response
+        response.close()
+        location = urljoin(target, response.headers["location"])
+        try:
+            target = check_url_source(location)
+        except SourceNotAllowedError as exc:
+            raise _refused_hop(url, location, exc) from exc
+    raise SourceUnavailableError(f"{url} redirected more than {MAX_REDIRECTS} times")
+
+
+def _refused_hop(url: str, location: str, exc: SourceNotAllowedError) -> SourceNotAllowedError:
+    return type(exc)(f"{url} redirected to {location!r}: {exc.message}", param=exc.param)
 
 
 def _save(response: httpx.Response, path: Path, *, max_bytes: int, url: str) -> None:

@@ -26,7 +26,7 @@ class IndexCatalog:
                 return index
             record = self._store.get_index(name)
             if record is None:
-                raise IndexNotFoundError(f"index {name!r} does not exist", param="index_name")
+                raise IndexNotFoundError.named(name)
             index = open_index(self._settings, name, dimension=record.dimension)
             self._open[name] = index
             return index

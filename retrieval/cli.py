@@ -7,22 +7,25 @@ import json
 
 import typer
 
+from core.cli import INDEX_HELP, STRICTNESS_HELP, TOP_HELP
 from core.db import Store, make_engine
 from core.errors import OndataError
 from core.settings import load_settings
 from retrieval.catalog import IndexCatalog
 from retrieval.embedders import make_embedder
 from retrieval.index import SearchMode
-from retrieval.search import Searcher, SearchRequest
+from retrieval.search import DEFAULT_STRICTNESS, DEFAULT_TOP_N, Searcher, SearchRequest
 from retrieval.sparse import Bm25Encoder
 
 
 def search(
     query: str = typer.Argument(..., help="What to look for."),
-    index: str = typer.Option("default", "--index"),
+    index: str = typer.Option(None, "--index", help=INDEX_HELP),
     mode: str = typer.Option("hybrid", "--mode", help="vector | keyword | hybrid"),
-    top: int = typer.Option(5, "--top", min=1, max=20),
-    strictness: int = typer.Option(1, "--strictness", min=1, max=5),
+    top: int = typer.Option(DEFAULT_TOP_N, "--top", min=1, max=20, help=TOP_HELP),
+    strictness: int = typer.Option(
+        DEFAULT_STRICTNESS, "--strictness", min=1, max=5, help=STRICTNESS_HELP
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Retrieve the best chunks for a query (no answer generation)."""
@@ -40,7 +43,7 @@ def search(
             searcher.search(
                 SearchRequest(
                     queries=(query,),
-                    index_name=index,
+                    index_name=index or settings.default_index,
                     mode=request_mode,
                     top_n_documents=top,
                     strictness=strictness,

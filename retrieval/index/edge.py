@@ -7,13 +7,14 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as edge
 
-from core.errors import ConfigurationError, IndexBackendError
+from core.errors import ConfigurationError, IndexBackendError, IndexLockedError
 from core.models import ScoredChunk, SparseVector
 from retrieval.index.filters import bool_term, payload_key
 from retrieval.index.points import (
@@ -42,6 +43,25 @@ logger = logging.getLogger(__name__)
 
 MAINTAIN_MIN_UNINDEXED = 1_000
 MAINTAIN_SHARE = 0.10
+
+
+LOCKED_MESSAGE = (
+    "the embedded index at {path} is open in another process, most likely a running "
+    "`ondata serve` (an Edge index is opened by one process at a time). While the server "
+    "runs, go through it: `ondata ingest --url URL`, `ondata ask --url URL`, or the API "
+    "(e.g. POST /v1/search); or stop the server first."
+)
+
+
+@contextmanager
+def _held_elsewhere(path: Path) -> Iterator[None]:
+    """The engine's lock failure (its WAL lock would block) as IndexLockedError."""
+    try:
+        yield
+    except Exception as exc:  # qdrant-edge raises bare Exceptions; only this one is ours
+        if "WouldBlock" in str(exc):
+            raise IndexLockedError(LOCKED_MESSAGE.format(path=path)) from exc
+        raise
 
 
 def _edge_config(dimension: int) -> edge.EdgeConfig:
@@ -173,7 +193,7 @@ class QdrantEdgeIndex:
                 f"index at {path} holds {stored}-d vectors, not {dimension}-d; "
                 "use another index name or drop this one"
             )
-        with backend_errors(cls.backend, f"open the shard at {path} (open elsewhere?)"):
+        with backend_errors(cls.backend, f"open the shard at {path}"), _held_elsewhere(path):
             if stored is None:
                 shard = edge.EdgeShard.create(str(path), _edge_config(dimension))
             else:

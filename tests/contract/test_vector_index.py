@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from core.errors import ConfigurationError, IndexBackendError, InvalidRequestError
+from core.errors import (
+    ConfigurationError,
+    IndexBackendError,
+    IndexLockedError,
+    InvalidRequestError,
+)
 from core.models import Chunk
 from core.settings import IndexSettings, Settings
 from retrieval.index import (
@@ -362,8 +367,10 @@ def test_edge_index_serves_queries_from_threads(tmp_path: Path) -> None:
 
 def test_edge_index_second_open_of_one_directory_fails(tmp_path: Path) -> None:
     index = QdrantEdgeIndex.open(tmp_path / "edge", dimension=DIM)
-    with pytest.raises(IndexBackendError, match="open elsewhere"):
+    with pytest.raises(IndexLockedError, match=r"open in another process.*ondata serve") as err:
         QdrantEdgeIndex.open(tmp_path / "edge", dimension=DIM)
+    assert err.value.code == "index_locked"
+    assert "--url" in err.value.message
     index.close()
 
 

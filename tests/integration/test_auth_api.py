@@ -453,3 +453,18 @@ def test_auth_scoped_admin_lists_only_its_indexes(http: httpx.Client, server: Se
     scoped = http.get("/v1/indexes", headers=_bearer(server.keys.scoped_elsewhere))
     assert scoped.status_code == 200
     assert INDEX not in {i["name"] for i in scoped.json()["data"]}
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/v1/indexes"])
+def test_auth_contributor_cannot_make_the_server_fetch_itself(
+    http: httpx.Client, server: Server, path: str
+) -> None:
+    """The SSRF of the security probe: a URL job at the server's own loopback address. With
+    no jobs.url_allow (the default) it is a 400 at submission and no job exists."""
+    headers = _bearer(server.keys.contributor)
+    body = {"index_name": INDEX, "sources": [{"type": "url", "url": f"{server.url}{path}"}]}
+    response = http.post("/v1/ingestion/jobs", json=body, headers=headers)
+    _assert_error(response, 400, "invalid_request_error")
+    assert response.json()["error"]["code"] == "address_not_allowed"
+    jobs = http.get("/v1/ingestion/jobs", params={"index_name": INDEX}, headers=headers)
+    assert not any(s.get("url") for j in jobs.json()["data"] for s in j["sources"])

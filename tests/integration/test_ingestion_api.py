@@ -50,6 +50,7 @@ def settings(root: Path) -> Settings:
         max_upload_bytes=150 * KB,
         max_upload_files=4,
         max_url_bytes=4 * KB,
+        url_allow=("127.0.0.1",),  # the loopback site below; nothing else internal
     )
     ingest = IngestSettings(max_unpacked_bytes=5 * KB * KB)
     return Settings(data_dir=root / "data", jobs=jobs_cfg, ingest=ingest)
@@ -377,8 +378,17 @@ def test_refresh_interval_reruns_the_job_until_cancelled(http: httpx.Client, roo
 
 class _Site(BaseHTTPRequestHandler):
     pages: ClassVar[dict[str, tuple[str, bytes]]] = {}
+    redirects: ClassVar[dict[str, str]] = {}
+    requested: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
+        self.requested.append(self.path)
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         page = self.pages.get(self.path)
         if page is None:
             self.send_error(404)
@@ -395,6 +405,7 @@ class _Site(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def site() -> Iterator[str]:
+    _Site.redirects = {}
     _Site.pages = {
         "/": (
             "text/html",
@@ -444,6 +455,63 @@ def test_url_job_refuses_other_schemes(http: httpx.Client, url: str) -> None:
         _index(http, "schemes")
     body = {"index_name": "schemes", "sources": [{"type": "url", "url": url}]}
     assert http.post("/v1/ingestion/jobs", json=body).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.2:{port}",  # loopback, but not the allow-listed 127.0.0.1
+        "[::1]:{port}",
+        "2852039166",
+        "0251.0376.0251.0376",
+        "0xa9.0xfe.0xa9.0xfe",
+        "[::ffff:169.254.169.254]",
+        "[64:ff9b::a9fe:a9fe]",
+        "10.0.0.1",
+        "100.64.0.1",
+        "[fd00::1]",
+        "0.0.0.0:{port}",
+    ],
+)
+def test_url_job_to_an_internal_address_is_refused_at_submission(
+    http: httpx.Client, site: str, host: str
+) -> None:
+    if http.get("/v1/indexes/internal").status_code == 404:
+        _index(http, "internal")
+    port = site.rsplit(":", 1)[1]
+    _Site.requested.clear()
+    url = f"http://{host.format(port=port)}/latest/meta-data/"
+    body = {"index_name": "internal", "sources": [{"type": "url", "url": url}]}
+    response = http.post("/v1/ingestion/jobs", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "address_not_allowed"
+    assert "jobs.url_allow" in error["message"]
+    assert _Site.requested == []
+    assert http.get("/v1/ingestion/jobs", params={"index_name": "internal"}).json()["data"] == []
+
+
+def test_url_job_redirects_into_internal_addresses_fail_per_source(
+    http: httpx.Client, site: str
+) -> None:
+    _index(http, "hops")
+    port = site.rsplit(":", 1)[1]
+    _Site.redirects = {
+        "/metadata": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "/other-loopback": f"http://127.0.0.2:{port}/cafe.txt",
+        "/moved": "/cafe.txt",
+    }
+    _Site.requested.clear()
+    sources = [{"type": "url", "url": f"{site}{path}"} for path in _Site.redirects]
+    job = http.post("/v1/ingestion/jobs", json={"index_name": "hops", "sources": sources})
+    assert job.status_code == 202, job.text
+    done = _wait(http, job.json()["id"])
+    assert done["status"] == "partially_succeeded", done
+    assert done["progress"]["indexed"] == 1  # /moved, followed to /cafe.txt on the same site
+    errors = {e["source"]: e["error"] for e in done["errors"]}
+    assert "169.254.169.254 is a link-local address" in errors[f"{site}/metadata"]
+    assert "127.0.0.2 is a loopback address" in errors[f"{site}/other-loopback"]
+    assert sorted(_Site.requested) == ["/cafe.txt", "/metadata", "/moved", "/other-loopback"]
 
 
 # --- job records ----------------------------------------------------------------------------
