@@ -204,6 +204,12 @@ class SourceNotAllowedError(InvalidRequestError):
     code = "source_not_allowed"
 
 
+class AddressNotAllowedError(SourceNotAllowedError):
+    """A URL source names or resolves to an internal address that jobs.url_allow does not open."""
+
+    code = "address_not_allowed"
+
+
 class JobQueueUnavailableError(OndataError):
     """The task queue (SQLite file or Redis) could not take the job."""
 

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.netguard import AddressPolicy
 
 
 class EmbeddingSettings(BaseModel):
@@ -105,6 +107,15 @@ class JobsSettings(BaseModel):
     max_url_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     url_timeout_s: float = Field(default=30.0, gt=0)
     max_linked_pages: int = Field(default=50, ge=0)
+    # URL sources reach public addresses only; this opens internal hosts ("wiki.corp",
+    # "*.corp.example") or networks ("10.1.2.0/24", "127.0.0.1") to them (core/netguard.py)
+    url_allow: tuple[str, ...] = ()
+
+    @field_validator("url_allow")
+    @classmethod
+    def _allow_list_parses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        AddressPolicy.from_entries(value)
+        return value
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> JobsSettings:
