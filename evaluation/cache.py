@@ -17,18 +17,16 @@ import json
 import logging
 import re
 import shutil
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from core.models import Document
 from core.settings import Settings
 from evaluation.datasets import CorpusRecord
+from evaluation.progress import progress_bar
 from ingest.service import open_pipeline
 from ingest.sources import document_from_record
 from retrieval.embedders import Embedder
@@ -160,9 +158,7 @@ def _build(
     started = time.perf_counter()
     with (
         open_pipeline(settings, INDEX_NAME, embedder=embedder) as pipeline,
-        tqdm(
-            total=total, unit="doc", desc="indexing corpus", disable=not sys.stderr.isatty()
-        ) as bar,
+        progress_bar(total, "indexing corpus", unit="doc") as bar,
     ):
         report = pipeline.ingest_documents(documents(records), progress=bar.update)
     failed = len(report.documents_failed)

@@ -12,7 +12,6 @@ httpx's ASGI transport) or a running server (`url`).
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -22,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from tqdm import tqdm
 
 from api.app import create_app
 from api.services import open_services
@@ -38,6 +36,7 @@ from evaluation import metrics
 from evaluation.cache import CorpusIndex, corpus_index, slug
 from evaluation.datasets import BeirDataset, QADataset, QAItem
 from evaluation.judge import OpenAIJudge
+from evaluation.progress import Progress, progress_bar
 from retrieval.citations import is_refusal
 from retrieval.index import SearchMode
 from retrieval.search import Searcher
@@ -76,8 +75,8 @@ def _header(kind: str, dataset: str) -> dict[str, Any]:
     }
 
 
-def _bar(total: int, desc: str) -> tqdm[Any]:
-    return tqdm(total=total, desc=desc, unit="q", disable=not sys.stderr.isatty())
+def _bar(total: int, desc: str) -> Progress:
+    return progress_bar(total, desc, unit="q")
 
 
 # --- retrieval -----------------------------------------------------------------------------
