@@ -27,7 +27,7 @@ $(APT_STAMP):
 $(STAMP): pyproject.toml constraints.txt $(APT_STAMP)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip wheel setuptools
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,eval]'
 	$(BIN)/pip install -q -c constraints.txt --no-build-isolation ./packaging/en_core_web_sm
 	@# unstructured[pdf] would pull a CUDA torchvision that breaks sentence-transformers.
 	@! $(BIN)/python -c 'import torchvision' 2>/dev/null || $(BIN)/pip uninstall -y -q torchvision timm

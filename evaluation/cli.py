@@ -43,6 +43,10 @@ _QA_HELP = "QA jsonl, a PubMedQA folder, or MTRAG-UN reference.jsonl."
 _CORPUS_HELP = "Corpus of a QA jsonl (default: corpus.jsonl beside it)."
 _INDEX_HELP = "Ask over this existing index instead of indexing the dataset's corpus."
 _URL_HELP = "A running ondata server (default: the app in-process)."
+_BASELINES_HELP = (
+    "Also run the public baselines (bm25s BM25, MiniLM one vector per document, their RRF) "
+    "on the same dataset; needs the eval extra."
+)
 
 
 Out = Annotated[Path | None, typer.Option("--out", help=_OUT_HELP)]
@@ -67,6 +71,7 @@ def retrieval(
     baseline: Baseline = None,
     tolerance: Tolerance = 0.01,
     as_json: AsJson = False,
+    baselines: Annotated[bool, typer.Option("--baselines", help=_BASELINES_HELP)] = False,
 ) -> None:
     """Index a BEIR dataset (cached) and score every query in each search mode."""
     from evaluation.runs import evaluate_retrieval
@@ -75,7 +80,11 @@ def retrieval(
     settings = load_settings()
     result = _run(
         lambda: evaluate_retrieval(
-            load_beir(dataset, split=split), settings=settings, modes=chosen, k=k
+            load_beir(dataset, split=split),
+            settings=settings,
+            modes=chosen,
+            k=k,
+            baselines=baselines,
         )
     )
     _finish(result, settings, out=out, baseline=baseline, tolerance=tolerance, as_json=as_json)
@@ -205,6 +214,7 @@ def json_line(summary: dict[str, Any], files: RunFiles, gate: GateResult | None)
     keys: tuple[str, ...]
     if summary["kind"] == "retrieval":
         keys = ("dataset", "split", "docs", "queries", "seconds", "modes", "latency_ms")
+        keys += ("baselines",) if "baselines" in summary else ()
     else:
         keys = ("dataset", "questions", "seconds", "metrics", "counts")
     line = {key: summary.get(key) for key in keys}

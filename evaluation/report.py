@@ -74,9 +74,12 @@ def write_reports(
 def metric_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """(header, rows) of the metrics: metric x mode (retrieval) or metric, value (answers)."""
     if summary.get("kind") == "retrieval":
-        modes = list(summary.get("modes") or {})
-        names = list(dict.fromkeys(n for m in modes for n in summary["modes"][m]))
-        rows = [[n, *(summary["modes"][m].get(n) for m in modes)] for n in names]
+        # the public baselines (--baselines) are columns beside the modes, without latency
+        columns = dict(summary.get("modes") or {})
+        columns |= {f"{b} (baseline)": v for b, v in (summary.get("baselines") or {}).items()}
+        modes = list(columns)
+        names = list(dict.fromkeys(n for m in modes for n in columns[m]))
+        rows = [[n, *(columns[m].get(n) for m in modes)] for n in names]
         latency = summary.get("latency_ms") or {}
         for p in ("p50", "p95"):
             rows.append([f"latency {p} (ms)", *((latency.get(m) or {}).get(p) for m in modes)])

@@ -33,7 +33,7 @@ from core.errors import (
 from core.models import ScoredChunk
 from core.settings import Settings
 from evaluation import metrics
-from evaluation.cache import CorpusIndex, corpus_index, slug
+from evaluation.cache import CACHE_DIR, CorpusIndex, corpus_index, slug
 from evaluation.datasets import BeirDataset, QADataset, QAItem
 from evaluation.judge import OpenAIJudge
 from evaluation.progress import Progress, progress_bar
@@ -99,8 +99,12 @@ async def evaluate_retrieval(
     modes: Sequence[str] = ALL_MODES,
     k: int = 10,
     depth: int = metrics.DEEP_CUTOFF,
+    baselines: bool = False,
 ) -> RunResult:
-    """Index the corpus (cached), rank every query in every mode, score the rankings."""
+    """Index the corpus (cached), rank every query in every mode, score the rankings.
+
+    `baselines` also runs the public baselines (evaluation/baselines.py) on the same dataset.
+    """
     if settings.rerank.backend == "none" and set(modes) & set(RERANKED_MODES):
         raise ConfigurationError(
             "modes semantic and vector_semantic_hybrid need a reranker: set "
@@ -124,7 +128,19 @@ async def evaluate_retrieval(
         "index": _index_info(built),
         "settings": _settings_info(settings),
     }
+    if baselines:
+        summary["baselines"] = _baselines(dataset, settings, k=k, depth=depth)
     return RunResult(summary, rows)
+
+
+def _baselines(
+    dataset: BeirDataset, settings: Settings, *, k: int, depth: int
+) -> dict[str, dict[str, float]]:
+    from evaluation.baselines import baseline_rankings, baseline_summary
+
+    cache = settings.data_dir / CACHE_DIR
+    rankings = baseline_rankings(dataset, depth=depth, cache_dir=cache)
+    return baseline_summary(dataset, rankings, k=k)
 
 
 def _index_beir(dataset: BeirDataset, settings: Settings) -> CorpusIndex:

@@ -136,3 +136,19 @@ def test_scifact_single_methods_beat_published_baselines(scifact_test: dict[str,
 @pytest.mark.xfail(strict=True, reason="issue 4 target not reached yet: hybrid 0.730 with DBSF")
 def test_scifact_hybrid_reaches_the_issue_target(scifact_test: dict[str, Any]) -> None:
     assert scifact_test["modes"]["hybrid"]["ndcg@10"] >= 0.74
+
+
+def test_eval_retrieval_runs_the_public_baselines_beside_the_modes(
+    first_run: tuple[Path, dict[str, Any]],
+) -> None:
+    tmp, first = first_run
+    code, line = _eval(tmp, "--dataset", str(SMOKE), "--out", str(tmp / "b"), "--baselines")
+    assert code == 0, line
+    assert line["modes"] == first["modes"]
+    assert set(line["baselines"]) == {"bm25", "dense", "rrf"}
+    for name, values in line["baselines"].items():
+        assert set(values) == METRICS, name
+        assert values["ndcg@10"] >= 0.8, (name, values)
+    assert json.loads((tmp / "b" / "summary.json").read_text())["baselines"] == line["baselines"]
+    assert "rrf (baseline)" in (tmp / "b" / "summary.md").read_text()
+    assert "bm25 (baseline)" in (tmp / "b" / "report.html").read_text()
