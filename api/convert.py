@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from api.filters import parse_filter
 from api.schemas import (
@@ -38,6 +39,7 @@ from api.schemas import (
     SearchResultOut,
     Usage,
 )
+from core.errors import UnsupportedParameterError
 from core.models import Answer, Citation, ScoredChunk
 from retrieval.answer import AnswerRequest
 from retrieval.chat import ChatMessage, ChatParams, ChatResult, Role
@@ -69,19 +71,78 @@ def _role(message: RequestMessage) -> Role:
     return "system" if message.role == "developer" else message.role
 
 
+# Fields of the OpenAI request sent to a configured chat model as they are. The others are
+# accepted and ignored: n (always 1), audio, modalities, logprobs, top_logprobs (replies are
+# text only), parallel_tool_calls, tool_choice / function_call without tools,
+# stream_options.include_obfuscation and Azure's user_security_context. The extractive
+# answerer ignores all of them but max_tokens (see api/README.md).
+MODEL_OPTIONS = (
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "seed",
+    "metadata",
+    "store",
+    "service_tier",
+    "reasoning_effort",
+    "verbosity",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "moderation",
+)
+# ... and without data_sources these as well: they shape the whole reply, which a grounded
+# answer fixes (text with [docN] markers).
+PLAIN_MODEL_OPTIONS = (*MODEL_OPTIONS, "response_format", "prediction", "web_search_options")
+# Azure "On Your Data" refuses tools or functions next to data_sources with this message
+AZURE_FUNCTIONS_REFUSAL = "Functions are not supported for this API version or this model version."
+
+
+def model_options(body: ChatCompletionRequest, names: Sequence[str]) -> dict[str, Any]:
+    """The named request fields that were sent, for the chat model."""
+    return {name: value for name in names if (value := getattr(body, name)) is not None}
+
+
+def refuse_tools(body: ChatCompletionRequest) -> None:
+    """Tools (or functions) the model may call: refused, since ondata relays text replies only.
+
+    With data_sources it is Azure OYD's own refusal; tool_choice (function_call) "none"
+    means the tools are not used, and they are then ignored, as Azure does.
+    """
+    for tools, choice, param in (
+        (body.tools, body.tool_choice, "tools"),
+        (body.functions, body.function_call, "functions"),
+    ):
+        if tools and choice != "none":
+            reason = (
+                "ondata answers from the index with text and citations"
+                if body.data_sources
+                else "ondata relays text replies only, not tool calls"
+            )
+            raise UnsupportedParameterError(
+                f"{AZURE_FUNCTIONS_REFUSAL} ({param}: {reason}; drop {param} or send "
+                f'{"tool_choice" if param == "tools" else "function_call"}: "none".)',
+                param=param,
+            )
+
+
 def chat_params(body: ChatCompletionRequest) -> ChatParams:
+    refuse_tools(body)
     return ChatParams(
         temperature=body.temperature,
         top_p=body.top_p,
         max_tokens=body.response_token_limit(),
         stop=body.stop_sequences(),
         user=body.user,
+        options=model_options(body, PLAIN_MODEL_OPTIONS),
     )
 
 
 def answer_request(body: ChatCompletionRequest) -> AnswerRequest:
     """The grounded request behind a chat completion that names a data source."""
     assert body.data_sources, "answer_request needs data_sources"
+    refuse_tools(body)
     p = body.data_sources[0].parameters
     return AnswerRequest(
         messages=chat_messages(body.messages),
@@ -99,6 +160,7 @@ def answer_request(body: ChatCompletionRequest) -> AnswerRequest:
         stop=body.stop_sequences(),
         user=body.user,
         include_all_retrieved="all_retrieved_documents" in p.include_contexts,
+        options=model_options(body, MODEL_OPTIONS),
     )
 
 

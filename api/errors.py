@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.schemas import ErrorBody, ErrorDetail
-from core.errors import ChatModelRateLimitError, OndataError, RateLimitedError
+from core.errors import (
+    ChatModelRateLimitError,
+    OndataError,
+    RateLimitedError,
+    RerankerRateLimitError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +32,7 @@ _HTTP_TYPES = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
-def error_body(
-    message: str, *, type_: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
+def error_body(message: str, *, type_: str, code: str, param: str | None = None) -> dict[str, Any]:
     """The OpenAI error object as a dict (also sent inside a failing SSE stream)."""
     detail = ErrorDetail(message=message, type=type_, param=param, code=code)
     return ErrorBody(error=detail).model_dump()
@@ -42,20 +45,45 @@ def ondata_error_body(exc: OndataError) -> dict[str, Any]:
 def ondata_error_response(exc: OndataError) -> JSONResponse:
     """The HTTP response for a domain error, with Retry-After on rate limits."""
     headers: dict[str, str] = {}
-    if isinstance(exc, ChatModelRateLimitError | RateLimitedError):
+    if isinstance(exc, ChatModelRateLimitError | RateLimitedError | RerankerRateLimitError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
     return JSONResponse(ondata_error_body(exc), status_code=exc.status_code, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    """The first problem, worded for a human, and the dotted path to the field at fault."""
-    first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+def _validation_message(
+    exc: RequestValidationError, *, content_type: str
+) -> tuple[str, str | None, str]:
+    """The first problem worded for a person, the dotted path to the field at fault, a code."""
+    first: dict[str, Any] = exc.errors()[0] if exc.errors() else {"type": "", "loc": ()}
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(loc) or None
-    if first.get("type") == "json_invalid":
-        return "The request body is not valid JSON.", None
-    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-    return (f"{param}: {message}" if param else message), param
+    param, kind = ".".join(loc) or None, str(first.get("type", ""))
+    if kind == "json_invalid":
+        return "The request body is not valid JSON.", None, "invalid_json"
+    if param is None:
+        return _body_message(content_type), None, "invalid_body"
+    if kind == "missing":
+        return f"{param} is required.", param, "missing_required_parameter"
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
+    return f"{param}: {_problem(first)}", param, "invalid_value"
+
+
+def _body_message(content_type: str) -> str:
+    if "json" not in content_type:
+        sent = content_type.split(";")[0].strip() or "no Content-Type"
+        return f"The request body must be JSON sent as application/json, not {sent}."
+    return 'The request body must be a JSON object, such as {"messages": [...]}.'
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """Pydantic's wording made plainer: what the value must be, and what was sent."""
+    kind, ctx = str(error.get("type", "")), error.get("ctx") or {}
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, not {error.get('input')!r}"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return message.replace("Input should be", "must be").replace("List should", "must")
 
 
 async def _on_ondata_error(_: Request, exc: Exception) -> JSONResponse:
@@ -65,10 +93,11 @@ async def _on_ondata_error(_: Request, exc: Exception) -> JSONResponse:
     return ondata_error_response(exc)
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    message, param = _validation_message(exc)
-    body = error_body(message, type_="invalid_request_error", param=param, code="invalid_request")
+    content_type = request.headers.get("content-type", "")
+    message, param, code = _validation_message(exc, content_type=content_type)
+    body = error_body(message, type_="invalid_request_error", param=param, code=code)
     return JSONResponse(body, status_code=400)
 
 
@@ -77,13 +106,16 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
     if exc.status_code >= 500:
         type_ = "server_error"
-    body = error_body(str(exc.detail), type_=type_, code=_HTTP_CODES.get(exc.status_code))
+    code = _HTTP_CODES.get(exc.status_code, "server_error" if exc.status_code >= 500 else type_)
+    body = error_body(str(exc.detail), type_=type_, code=code)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
-    body = error_body("The server had an error processing the request.", type_="server_error")
+    body = error_body(
+        "The server had an error processing the request.", type_="server_error", code="server_error"
+    )
     return JSONResponse(body, status_code=500)
 
 

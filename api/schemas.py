@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from retrieval.search import MAX_QUERIES, MAX_TOP_N
 
@@ -100,6 +107,7 @@ class DataSource(_Request):
 
 class StreamOptions(_Request):
     include_usage: bool = False
+    include_obfuscation: bool = False  # accepted; our chunks carry no obfuscation padding
 
 
 class ChatCompletionRequest(_Request):
@@ -115,15 +123,45 @@ class ChatCompletionRequest(_Request):
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     user: str | None = None
-    n: int = 1
+    n: int | None = None
+    # The rest of OpenAI's request (openai-python's completion_create_params) and Azure's
+    # user_security_context: api/convert.py says which reach the chat model and which are
+    # ignored (api/README.md lists them); tools with data_sources are refused as Azure does.
+    audio: dict[str, Any] | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    function_call: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    logit_bias: dict[str, int] | None = None
+    logprobs: bool | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    moderation: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    prediction: dict[str, Any] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: str | None = None
+    reasoning_effort: str | None = None
+    response_format: dict[str, Any] | None = None
+    safety_identifier: str | None = None
+    seed: int | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    verbosity: str | None = None
+    web_search_options: dict[str, Any] | None = None
+    user_security_context: dict[str, Any] | None = None
     data_sources: list[DataSource] | None = None
     # ondata: store this exchange in that conversation (see api/history.py)
     conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("n")
     @classmethod
-    def _single_choice(cls, n: int) -> int:
-        if n != 1:
+    def _single_choice(cls, n: int | None) -> int | None:
+        if n not in (None, 1):
             raise ValueError("only n=1 is supported")
         return n
 
@@ -165,7 +203,9 @@ class SearchRequestBody(_Request):
 
 
 class CitationOut(BaseModel):
-    """OYD citation, plus our doc_id and page."""
+    """OYD citation, plus our doc_id and page: every key always present, null when unknown
+    (clients index it, as Azure's samples do with ``citation["url"]``), even where the rest of
+    a response leaves null fields out."""
 
     content: str
     title: str | None = None
@@ -174,6 +214,12 @@ class CitationOut(BaseModel):
     chunk_id: str
     doc_id: str
     page: int | None = None
+
+    # no return annotation: one would replace this model's schema in OpenAPI with a bare dict
+    @model_serializer(mode="wrap")
+    def _every_key(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data: dict[str, Any] = handler(self)
+        return {name: data.get(name) for name in type(self).model_fields} | data
 
 
 class RetrievedDocumentOut(CitationOut):
@@ -300,4 +346,3 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
-

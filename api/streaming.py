@@ -148,7 +148,8 @@ async def _rest(head: list[bytes], frames: AsyncIterator[bytes]) -> AsyncIterato
         yield sse(ondata_error_body(exc))
     except Exception:
         logger.exception("stream failed after it started")
-        yield sse(error_body("The server had an error while streaming.", type_="server_error"))
+        message = "The server had an error while streaming."
+        yield sse(error_body(message, type_="server_error", code="server_error"))
     finally:
         await _aclose(frames)
 

@@ -8,7 +8,7 @@ class OndataError(Exception):
 
     status_code: int = 500
     error_type: str = "server_error"
-    code: str | None = None
+    code: str = "server_error"
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -21,6 +21,7 @@ class ConfigurationError(OndataError):
 
     status_code = 500
     error_type = "configuration_error"
+    code = "configuration_error"
 
 
 class InvalidRequestError(OndataError):
@@ -28,6 +29,7 @@ class InvalidRequestError(OndataError):
 
     status_code = 400
     error_type = "invalid_request_error"
+    code = "invalid_request"
 
 
 class InvalidFilterError(InvalidRequestError):
@@ -76,6 +78,7 @@ class NotFoundError(OndataError):
 
     status_code = 404
     error_type = "not_found_error"
+    code = "not_found"
 
 
 class IndexNotFoundError(NotFoundError):
@@ -369,3 +372,27 @@ class ContextLengthExceededError(InvalidRequestError):
     """The input does not fit the model's context window, even after trimming."""
 
     code = "context_length_exceeded"
+
+
+class MissingUserMessageError(InvalidRequestError):
+    """The conversation has no user turn with text to answer."""
+
+    code = "missing_user_message"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    """The request uses a feature ondata does not offer (tools with data_sources, n > 1)."""
+
+    code = "unsupported_parameter"
+
+
+class MissingApiVersionError(InvalidRequestError):
+    """An Azure-style route was called without the api-version query parameter."""
+
+    code = "missing_api_version"
+
+
+class UnsupportedApiVersionError(InvalidRequestError):
+    """An Azure-style route was called with an api-version that is not an Azure OpenAI one."""
+
+    code = "unsupported_api_version"

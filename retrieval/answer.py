@@ -1,46 +1,37 @@
 """Grounded answers: intent -> search -> prompt -> model -> verified citations.
 
-Streaming contract (``AnswerService.stream``), the same as Azure "On Your Data", in every
-path (chat model, extractive, refusal):
+One numbering everywhere: ``[doc1]``..``[docN]`` in order of first use in the text, and
+``citations[k-1]`` is ``[dock]`` -- exactly the cited documents, in that order.
 
-1. ``AnswerContext`` first: intent, and the *candidate* citations -- every document given
-   to the model, in prompt order, so ``citations[k-1]`` is ``[dock]`` -- plus, when asked,
-   all_retrieved. Send it as the first chunk's ``delta.context``.
-2. ``AnswerDelta`` events: the answer text in prompt numbering (markers index the candidate
-   list above). It is the streamed form of the complete answer: renumbered compactly with
-   ``verify_citations`` it is exactly ``answer().content`` -- markers that point at no
-   document dropped, the in_scope refusal as exactly the refusal text, the refusal too when
-   nothing else is left.
-3. ``AnswerDone`` last: the verified ``Answer`` exactly as ``answer()`` would return it
-   (cited documents only, compact numbering, usage). Streaming clients that want the
-   compact form use it; the SSE route may ignore it except for usage.
-
-Non-streaming answers always use compact numbering (``[doc1]`` is ``citations[0]``).
+Streaming contract (``AnswerService.stream``), in every path (chat model, extractive,
+refusal): ``AnswerContext`` first (intent, the citations of the answer, all_retrieved when
+asked), then ``AnswerDelta`` with the answer text, then ``AnswerDone`` with the ``Answer``
+(usage). The stream is the complete answer cut into events, so streamed and non-streamed
+clients see the same text and the same citations. The context can only name the cited
+documents once the text is known, so the text is generated completely before the context
+is sent (the extractive answerer works that way anyway; a chat model's reply is awaited).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from core.errors import InvalidRequestError
+from core.errors import InvalidRequestError, MissingUserMessageError
 from core.metrics import phase
 from core.models import Answer, Citation, ScoredChunk
 from core.settings import ChatSettings
 from retrieval.chat import ChatMessage, ChatModel, ChatParams, ChatResult, ExtractiveAnswerer
 from retrieval.citations import (
     NOT_FOUND_MESSAGE,
-    StreamingMarkerFilter,
-    citation_of,
-    could_become_refusal,
     is_refusal,
     verify_citations,
 )
 from retrieval.index import MetadataFilter, SearchMode
 from retrieval.intent import DEFAULT_MAX_QUERIES, heuristic_queries, rewritten_queries
-from retrieval.prompts import BuiltPrompt, build_messages, count_tokens
+from retrieval.prompts import NO_USER_MESSAGE, BuiltPrompt, build_messages, count_tokens
 from retrieval.search import (
     DEFAULT_STRICTNESS,
     DEFAULT_TOP_N,
@@ -88,12 +79,12 @@ class AnswerRequest:
     stop: tuple[str, ...] = ()
     user: str | None = None
     include_all_retrieved: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Other chat-completions fields for the chat model (ChatParams.options)."""
 
     def __post_init__(self) -> None:
         if not any(m.role == "user" and m.content.strip() for m in self.messages):
-            raise InvalidRequestError(
-                "messages must contain a non-empty user turn", param="messages"
-            )
+            raise MissingUserMessageError(NO_USER_MESSAGE, param="messages")
         _check("max_search_queries", self.max_search_queries, 1, MAX_QUERIES)
         _check("temperature", self.temperature, 0, 2)
         _check("top_p", self.top_p, 0, 1)
@@ -120,6 +111,7 @@ class AnswerRequest:
             max_tokens=self.max_tokens,
             stop=self.stop,
             user=self.user,
+            options=self.options,
         )
 
 
@@ -197,27 +189,16 @@ class AnswerService:
             return self._answer(request, grounding, result.content, result)
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
-        """AnswerContext, then AnswerDelta*, then AnswerDone (see the module docstring)."""
-        with phase("retrieve"):
-            grounding = await self._ground(request)
+        """AnswerContext, then AnswerDelta, then AnswerDone (see the module docstring)."""
+        answer = await self.answer(request)
         yield AnswerContext(
-            intent=grounding.intent,
-            citations=tuple(citation_of(d) for d in grounding.documents),
-            all_retrieved=grounding.search.all_retrieved if request.include_all_retrieved else (),
-            model=self.model_name,
+            intent=answer.intent,
+            citations=answer.citations,
+            all_retrieved=answer.all_retrieved,
+            model=answer.model,
         )
-        text = _StreamedText(document_count=len(grounding.documents), in_scope=request.in_scope)
-        if _must_refuse(request, grounding) or isinstance(self._model, ExtractiveAnswerer):
-            result = await self._complete_text(request, grounding)
-            yield AnswerDelta(text.feed(result.content) + text.flush())
-            yield AnswerDone(self._answer(request, grounding, result.content, result))
-            return
-        raw: list[str] = []
-        async for piece in self._stream_text(request, grounding, text, raw):
-            yield AnswerDelta(piece)
-        content = "".join(raw)  # the stream reports no usage: _answer counts the tokens
-        unreported = ChatResult(content, self.model_name)
-        yield AnswerDone(self._answer(request, grounding, content, unreported))
+        yield AnswerDelta(answer.content)
+        yield AnswerDone(answer)
 
     async def _complete_text(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         """The unverified answer text once grounded: the refusal, or a complete generation."""
@@ -276,27 +257,6 @@ class AnswerService:
             strictness=request.strictness,
         )
 
-    async def _stream_text(
-        self,
-        request: AnswerRequest,
-        grounding: _Grounding,
-        text: _StreamedText,
-        raw: list[str],
-    ) -> AsyncIterator[str]:
-        """The model's deltas in their streamed form (`_StreamedText`); `raw` gets them as is."""
-        assert grounding.prompt is not None
-        assert not isinstance(self._model, ExtractiveAnswerer)
-        stream = self._model.stream(grounding.prompt.messages, params=self._params(request))
-        async with aclosing(stream) as deltas:
-            async for delta in deltas:
-                raw.append(delta)
-                out = text.feed(delta)
-                if out:
-                    yield out
-        tail = text.flush()
-        if tail:
-            yield tail
-
     def _params(self, request: AnswerRequest) -> ChatParams:
         """The request's sampling parameters, the response reserve as the default max_tokens."""
         max_tokens = request.max_tokens or self._chat_settings.max_response_tokens
@@ -327,54 +287,6 @@ class AnswerService:
         # extractive: what it read (the query and the documents)
         read = [*grounding.intent, *(d.chunk.content for d in grounding.documents)]
         return sum(count_tokens(text, model=self.model_name) for text in read)
-
-
-class _StreamedText:
-    """What the stream shows of an answer's text, so that it matches the complete answer.
-
-    Markers naming no document are dropped (prompt numbering kept), then the refusal gate;
-    the refusal sentence comes out when the text turns out empty (as `_answer` decides).
-    """
-
-    def __init__(self, *, document_count: int, in_scope: bool) -> None:
-        self._markers = StreamingMarkerFilter(document_count)
-        self._gate = _RefusalGate(enabled=in_scope)
-        self._emitted = False
-
-    def feed(self, delta: str) -> str:
-        out = self._gate.feed(self._markers.feed(delta))
-        self._emitted = self._emitted or bool(out)
-        return out
-
-    def flush(self) -> str:
-        out = self._gate.feed(self._markers.flush()) + self._gate.flush()
-        return out if out or self._emitted else NOT_FOUND_MESSAGE
-
-
-class _RefusalGate:
-    """Holds back streamed text while it may still be the refusal sentence; emits that exactly."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self._held = "" if enabled else None
-        self._refused = False
-
-    def feed(self, delta: str) -> str:
-        if self._refused:
-            return ""
-        if self._held is None:
-            return delta
-        self._held += delta
-        if is_refusal(self._held):
-            self._refused = True
-            return NOT_FOUND_MESSAGE
-        if could_become_refusal(self._held):
-            return ""
-        out, self._held = self._held, None
-        return out
-
-    def flush(self) -> str:
-        out, self._held = ("" if self._refused else self._held or ""), None
-        return out
 
 
 def _must_refuse(request: AnswerRequest, grounding: _Grounding) -> bool:

@@ -22,9 +22,6 @@ _REFUSAL_PREFIX = "the requested information is not available in the retrieved d
 
 MARKER = re.compile(r"[ \t]*\[\s*doc\s*(\d+)((?:\s*,\s*(?:doc\s*)?\d+)*)\s*\]", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
-# what a delta may end with that the next delta can still turn into (part of) a marker:
-# an open bracket, or spaces that a removed marker would take with it
-_PARTIAL_TAIL = re.compile(r"\s*(?:\[[^\]\n]{0,64})?$")
 
 
 @dataclass(frozen=True)
@@ -83,56 +80,3 @@ def is_refusal(text: str) -> bool:
     """Whether the model said it cannot answer from the documents (the in_scope sentence)."""
     plain = " ".join(MARKER.sub("", text).split()).lower()
     return plain.startswith(_REFUSAL_PREFIX) or plain.rstrip(".") == _REFUSAL_PREFIX
-
-
-def could_become_refusal(text: str) -> bool:
-    """Whether a streamed prefix may still turn out to be the refusal sentence."""
-    plain = " ".join(MARKER.sub("", text).split()).lower()
-    if not plain:
-        return True
-    return _REFUSAL_PREFIX.startswith(plain) or plain.startswith(_REFUSAL_PREFIX)
-
-
-class StreamingMarkerFilter:
-    """Drops markers that name no document from streamed text, keeping prompt numbering.
-
-    The streamed form of `verify_citations`: what it emits, renumbered compactly, is that
-    function's content (the same spaces removed, the text stripped). A marker may be split
-    across deltas, so a trailing ``[...`` -- and trailing whitespace, which a marker removed
-    next would take with it -- is held back until the next delta decides.
-    """
-
-    def __init__(self, document_count: int) -> None:
-        self._count = document_count
-        self._held = ""
-        self._started = False
-        self.removed = 0
-
-    def feed(self, delta: str) -> str:
-        """Text that is safe to emit now."""
-        text = self._held + delta
-        tail = _PARTIAL_TAIL.search(text)
-        assert tail is not None  # the pattern matches the empty string at the end
-        self._held = tail.group(0)
-        return self._lstrip(self._clean(text[: tail.start()]))
-
-    def flush(self) -> str:
-        """Whatever was held back, once the stream has ended."""
-        text, self._held = self._held, ""
-        return self._lstrip(self._clean(text)).rstrip()
-
-    def _lstrip(self, text: str) -> str:
-        if not self._started:
-            text = text.lstrip()
-            self._started = bool(text)
-        return text
-
-    def _clean(self, text: str) -> str:
-        return MARKER.sub(self._replace, text)
-
-    def _replace(self, match: re.Match[str]) -> str:
-        numbers = marker_numbers(match)
-        kept = [n for n in numbers if 1 <= n <= self._count]
-        self.removed += len(numbers) - len(kept)
-        lead = match.group(0)[: len(match.group(0)) - len(match.group(0).lstrip(" \t"))]
-        return lead + "".join(f"[doc{n}]" for n in dict.fromkeys(kept)) if kept else ""

@@ -27,7 +27,7 @@ from string import Template
 
 import tiktoken
 
-from core.errors import ContextLengthExceededError, InvalidRequestError
+from core.errors import ContextLengthExceededError, MissingUserMessageError
 from core.models import ScoredChunk
 from retrieval.chat import ChatMessage
 
@@ -68,11 +68,17 @@ def template(name: str) -> Template:
     return Template(text)
 
 
+NO_USER_MESSAGE = (
+    "messages has no user message with text to answer; add one such as "
+    '{"role": "user", "content": "your question"}'
+)
+
+
 def split_conversation(messages: Sequence[ChatMessage]) -> Conversation:
     """The last user turn is the question; earlier user/assistant turns are history."""
     last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
     if last_user < 0 or not messages[last_user].content.strip():
-        raise InvalidRequestError("messages must contain a non-empty user turn", param="messages")
+        raise MissingUserMessageError(NO_USER_MESSAGE, param="messages")
     turns = messages[:last_user]
     return Conversation(
         question=messages[last_user].content.strip(),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import Caller
+from api.azure import AzureApiVersion
 from api.convert import (
     answer_request,
     chat_messages,
@@ -55,9 +54,10 @@ async def azure_chat_completions(
     settings: SettingsDep,
     history: ChatHistoryDep,
     caller: CallerDep,
-    api_version: Annotated[str | None, Query(alias="api-version")] = None,
+    api_version: AzureApiVersion,
 ) -> Response:
-    """The Azure OpenAI path, so `AzureOpenAI` clients work unchanged (deployment = model)."""
+    """The Azure OpenAI path, so `AzureOpenAI` clients work unchanged (deployment = model);
+    a missing or unknown `api-version` is a 400, as on Azure (api/azure.py)."""
     if body.model is None:
         body = body.model_copy(update={"model": deployment})
     return await _complete(body, answers=answers, settings=settings, history=history, caller=caller)

@@ -133,22 +133,22 @@ TWO_SECTIONS = (
     "question",
     [HOTEL_QUESTION, TWO_SECTIONS],
 )
-def test_streamed_markers_point_at_the_same_chunks_as_the_complete_answer(
+def test_streamed_and_complete_answers_number_citations_alike(
     client: OpenAI, question: str
 ) -> None:
     complete = client.chat.completions.create(
         model="m", messages=_ask(question), extra_body=_sources()  # type: ignore[arg-type]
     ).choices[0].message
-    cited = [c["chunk_id"] for c in _context(complete)["citations"]]
     chunks = list(
         client.chat.completions.create(
             model="m", messages=_ask(question), stream=True, extra_body=_sources()  # type: ignore[arg-type]
         )
     )
-    candidates = _context(chunks[0].choices[0].delta)["citations"]
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    pointed = [candidates[int(n) - 1]["chunk_id"] for n in MARKER.findall(streamed)]
-    assert list(dict.fromkeys(pointed)) == cited
+    citations = _context(chunks[0].choices[0].delta)["citations"]
+    assert (streamed, citations) == (complete.content, _context(complete)["citations"])
+    numbers = [int(n) for n in MARKER.findall(streamed)]
+    assert list(dict.fromkeys(numbers)) == list(range(1, len(citations) + 1))
 
 
 async def test_chat_completion_answers_with_citations_async(base_url: str) -> None:
@@ -346,6 +346,103 @@ def test_bad_requests_get_openai_shaped_4xx(
         assert error["type"] in {"invalid_request_error", "not_found_error"}
         if param is not None:
             assert error["param"] == param
+
+
+ERRORS_IN_WORDS: list[tuple[str, dict[str, Any], str, str | None, str]] = [
+    ("only a system turn", {"json": {"messages": [{"role": "system", "content": "be nice"}],
+     **_sources()}}, "missing_user_message", "messages", "no user message"),
+    ("text/plain body", {"content": b"What is the hotel limit?",
+     "headers": {"content-type": "text/plain"}}, "invalid_body", None, "not text/plain"),
+    ("JSON sent as text/plain", {"content": json.dumps({"messages": _ask(), **_sources()}),
+     "headers": {"content-type": "text/plain"}}, "invalid_body", None, "application/json"),
+    ("malformed JSON", {"content": b'{"messages": [', "headers": {
+     "content-type": "application/json"}}, "invalid_json", None, "not valid JSON"),
+    ("a JSON list", {"json": [1, 2]}, "invalid_body", None, "must be a JSON object"),
+    ("empty messages", {"json": {"messages": [], **_sources()}}, "invalid_value", "messages",
+     "messages: must not be empty"),
+    ("no messages", {"json": _sources()}, "missing_required_parameter", "messages",
+     "messages is required"),
+    ("wrong role", {"json": {"messages": [{"role": "robot", "content": "hi"}], **_sources()}},
+     "invalid_value", "messages.0.role", "must be 'system', 'developer', 'user' or 'assistant', "
+     "not 'robot'"),
+    ("misspelt field", {"json": {"messages": _ask(), "temprature": 1, **_sources()}},
+     "unknown_parameter", "temprature", "Unrecognized request argument supplied: temprature"),
+    ("n > 1", {"json": {"messages": _ask(), "n": 2, **_sources()}}, "invalid_value", "n",
+     "only n=1 is supported"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_kw", "code", "param", "words"),
+    [pytest.param(kw, c, p, w, id=name) for name, kw, c, p, w in ERRORS_IN_WORDS],
+)
+def test_errors_have_a_stable_code_and_say_what_is_wrong(
+    http: httpx.Client, request_kw: dict[str, Any], code: str, param: str | None, words: str
+) -> None:
+    response = http.post("/v1/chat/completions", **request_kw)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    assert words in error["message"]
+    assert "Input should" not in error["message"]
+    assert "Extra inputs" not in error["message"]
+
+
+AZURE_PATH = "/openai/deployments/gpt-4o/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "missing_api_version"),
+        ("?api-version=", "missing_api_version"),
+        ("?api-version=nonsense", "unsupported_api_version"),
+        ("?api-version=2024-13-01", "unsupported_api_version"),
+        ("?api-version=2021-01-01", "unsupported_api_version"),
+        ("?api-version=2024-10-21-beta", "unsupported_api_version"),
+    ],
+)
+def test_azure_route_refuses_a_missing_or_unknown_api_version(
+    http: httpx.Client, query: str, code: str
+) -> None:
+    response = http.post(AZURE_PATH + query, json={"messages": _ask(), **_sources()})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == (code, "api-version")
+    azure_words = "Missing required query parameter" if code == "missing_api_version" else (
+        "API version not supported"
+    )
+    assert error["message"].startswith(azure_words)
+
+
+@pytest.mark.parametrize(
+    "version", ["2023-05-15", "2024-02-01", "2024-10-21", "2025-04-01-preview", "2027-01-01"]
+)
+def test_azure_route_accepts_azure_api_versions(http: httpx.Client, version: str) -> None:
+    response = http.post(
+        f"{AZURE_PATH}?api-version={version}", json={"messages": _ask(), **_sources()}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "ondata-extractive"
+
+
+def test_citations_carry_every_key_null_when_unknown(http: httpx.Client) -> None:
+    for stream in (False, True):
+        body = {"messages": _ask(), "stream": stream, **_sources()}
+        response = http.post("/v1/chat/completions", json=body)
+        if stream:
+            first = json.loads(response.text.split("\n\n")[0].removeprefix("data: "))
+            citations = first["choices"][0]["delta"]["context"]["citations"]
+        else:
+            citations = response.json()["choices"][0]["message"]["context"]["citations"]
+        assert citations
+        for citation in citations:
+            assert set(citation) == {
+                "content", "title", "url", "filepath", "chunk_id", "doc_id", "page"
+            }
+            assert citation["url"] is None  # files have no URL: null, as Azure's samples expect
+    search = http.post("/v1/search", json={"index_name": INDEX, "query": "hotel"}).json()
+    assert all("url" in r and "page" in r for r in search["results"])
 
 
 @pytest.mark.parametrize(

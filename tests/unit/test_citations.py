@@ -1,16 +1,10 @@
-"""Citation verification: [docN] parsing, compact numbering, unknown markers, streaming."""
+"""Citation verification: [docN] parsing, compact numbering, unknown markers."""
 
 from __future__ import annotations
-
-import itertools
-
-import pytest
 
 from core.models import Chunk, ScoredChunk
 from retrieval.citations import (
     NOT_FOUND_MESSAGE,
-    StreamingMarkerFilter,
-    could_become_refusal,
     is_refusal,
     verify_citations,
 )
@@ -79,42 +73,3 @@ def test_is_refusal_recognises_the_in_scope_sentence_with_noise() -> None:
     assert is_refusal(NOT_FOUND_MESSAGE)
     assert is_refusal("  the requested information is not available in the retrieved data [doc1]")
     assert not is_refusal("Hotels cost 180 euros [doc1].")
-    assert could_become_refusal("The requested info")
-    assert not could_become_refusal("The hotel")
-
-
-def test_streaming_filter_drops_unknown_markers_split_across_deltas() -> None:
-    flt = StreamingMarkerFilter(document_count=2)
-    pieces = ["Hotels [do", "c2] cost", " 180 [doc", "7]. Trains [doc1", "]", " [doc"]
-    out = "".join(flt.feed(p) for p in pieces) + flt.flush()
-    assert out == "Hotels [doc2] cost 180. Trains [doc1] [doc"
-    assert flt.removed == 1
-
-
-def test_streaming_filter_passes_ordinary_brackets_through() -> None:
-    flt = StreamingMarkerFilter(document_count=1)
-    out = flt.feed("a [b] c [") + flt.feed("x]") + flt.flush()
-    assert out == "a [b] c [x]"
-
-
-def _streamed(text: str, cuts: tuple[int, ...], document_count: int) -> str:
-    flt = StreamingMarkerFilter(document_count)
-    bounds = (0, *cuts, len(text))
-    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
-    return "".join(flt.feed(p) for p in pieces) + flt.flush()
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "  Hotels cost 180 euros [doc2] [doc9]. See [doc1, doc7] and [doc2]  ",
-        "Breakfast [doc9] is included [doc3][doc3]. [x] [doc 2 , 4]\n[doc8] end [doc",
-    ],
-)
-def test_streaming_filter_renumbered_is_verify_citations_at_every_split(text: str) -> None:
-    complete = verify_citations(text, DOCS[:4])
-    for i in range(1, len(text)):
-        for j in range(i, len(text), 3):
-            streamed = verify_citations(_streamed(text, (i, j), document_count=4), DOCS[:4])
-            assert streamed.removed_markers == 0, (i, j)
-            assert (streamed.content, streamed.citations) == (complete.content, complete.citations)
