@@ -185,28 +185,18 @@ def _gate(result: RunResult, baseline: Path | None, tolerance: float) -> GateRes
 def _print(
     summary: dict[str, Any], files: RunFiles, gate: GateResult | None, *, as_json: bool
 ) -> None:
-    from evaluation.report import metric_table
+    from evaluation.report import format_value, metric_label, metric_table, text_table
 
     if as_json:
         typer.echo(json.dumps(json_line(summary, files, gate)))
         return
-    header, rows = metric_table(summary)
-    typer.echo("  ".join(f"{h:>14}" for h in header))
-    for row in rows:
-        typer.echo("  ".join(f"{_cell(v):>14}" for v in row))
+    typer.echo(text_table(*metric_table(summary)))
     typer.echo(f"report: {files.html}")
     if gate is not None:
         typer.echo(f"gate: {'passed' if gate.passed else 'FAILED'} (tolerance {gate.tolerance})")
         for c in gate.regressions:
-            typer.echo(
-                f"  regression: {c.metric} {_cell(c.current)} < baseline {_cell(c.baseline)}"
-            )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+            now, then = format_value(c.metric, c.current), format_value(c.metric, c.baseline)
+            typer.echo(f"  regression: {metric_label(c.metric)} {now} (baseline {then})")
 
 
 def json_line(summary: dict[str, Any], files: RunFiles, gate: GateResult | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from evaluation.gate import GateResult
+from evaluation.gate import LOWER_IS_BETTER, GateResult
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -54,6 +54,8 @@ def write_reports(
     """Write summary.json (with the gate verdict), per_query.jsonl, report.html and summary.md."""
     folder.mkdir(parents=True, exist_ok=True)
     full = dict(summary) | ({"gate": gate.as_dict()} if gate else {})
+    # the playground marks these (it reads summary.json, never this package)
+    full["lower_is_better"] = [n for n in _metric_names(summary) if lower_is_better(n)]
     files = RunFiles(
         folder,
         folder / "summary.json",
@@ -69,6 +71,10 @@ def write_reports(
 
 
 # --- tables --------------------------------------------------------------------------------
+
+
+def _metric_names(summary: Mapping[str, Any]) -> list[str]:
+    return [str(row[0]) for row in metric_table(summary)[1]]
 
 
 def metric_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -87,21 +93,59 @@ def metric_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]
     return ["metric", "value"], [[n, v] for n, v in (summary.get("metrics") or {}).items()]
 
 
-def _fmt(value: Any) -> str:
+LOWER_LABEL = " (lower is better)"
+
+
+def format_value(name: str, value: Any) -> str:
+    """The one number format of reports and the CLI: times (ms, seconds) with 1 decimal,
+    rates and scores with 3, counts as integers, "-" for nothing."""
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}" if _is_time(name) else f"{value:.3f}"
+
+
+def _is_time(name: str) -> bool:
+    return name == "seconds" or name.endswith("_ms") or "(ms)" in name or "latency" in name
+
+
+def lower_is_better(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in LOWER_IS_BETTER
+
+
+def metric_label(name: str) -> str:
+    """A metric's name as tables show it: marked when a lower value is the better one."""
+    return name + LOWER_LABEL if lower_is_better(name) else name
+
+
+def _row_cells(row: Sequence[Any]) -> list[str]:
+    """A table row as text: the metric's label, then each value formatted for that metric."""
+    name = str(row[0])
+    return [metric_label(name), *(format_value(name, v) for v in row[1:])]
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The metric table as aligned plain text (the CLI's): names left, numbers right."""
+    cells = [list(header), *(_row_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(line)
+        ).rstrip()
+        for line in cells
+    )
 
 
 def render_markdown(summary: Mapping[str, Any], *, gate: GateResult | None = None) -> str:
     """A Markdown summary: what was run, the metric table, the gate's verdict."""
     header, rows = metric_table(summary)
     lines = [f"# {summary.get('kind', 'evaluation')} evaluation — {summary.get('dataset')}", ""]
-    lines += [f"- {k}: {_fmt(summary.get(k))}" for k in _facts(summary)]
+    lines += [f"- {k}: {format_value(k, summary.get(k))}" for k in _facts(summary)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_row_cells(row)) + " |" for row in rows]
     if gate is not None:
         lines += ["", *_gate_markdown(gate)]
     return "\n".join(lines) + "\n"
@@ -126,7 +170,8 @@ def _gate_markdown(gate: GateResult) -> list[str]:
     verdict = "PASSED" if gate.passed else "FAILED"
     lines = [f"**Gate {verdict}** against `{gate.baseline}` (tolerance {gate.tolerance})"]
     for c in gate.regressions:
-        lines.append(f"- {c.metric}: {_fmt(c.current)} (baseline {_fmt(c.baseline)})")
+        current, baseline = format_value(c.metric, c.current), format_value(c.metric, c.baseline)
+        lines.append(f"- {metric_label(c.metric)}: {current} (baseline {baseline})")
     return lines
 
 
@@ -153,11 +198,13 @@ def render_html(
 
 
 def _e(value: Any) -> str:
-    return html.escape(_fmt(value) if not isinstance(value, str) else value)
+    return html.escape(str(value))
 
 
 def _facts_html(summary: Mapping[str, Any]) -> str:
-    items = "".join(f"<li>{_e(k)}: {_e(summary.get(k))}</li>" for k in _facts(summary))
+    items = "".join(
+        f"<li>{_e(k)}: {_e(format_value(k, summary.get(k)))}</li>" for k in _facts(summary)
+    )
     return f"<ul>{items}</ul>"
 
 
@@ -165,7 +212,8 @@ def _gate_html(gate: GateResult) -> str:
     css = "pass" if gate.passed else "fail"
     head = (
         f"<h2 class='{css}'>Gate {'passed' if gate.passed else 'FAILED'}</h2>"
-        f"<p>baseline <code>{_e(gate.baseline)}</code>, tolerance {_e(gate.tolerance)}</p>"
+        f"<p>baseline <code>{_e(gate.baseline)}</code>, tolerance "
+        f"{_e(format_value('tolerance', gate.tolerance))}</p>"
     )
     rows = [[c.metric, c.baseline, c.current, c.delta] for c in gate.comparisons]
     marks = [c.regressed for c in gate.comparisons]
@@ -179,11 +227,12 @@ def _table_html(
     body = []
     for i, row in enumerate(rows):
         css = " class='fail'" if i < len(marks) and marks[i] else ""
+        name = str(row[0]) if row else ""
         cells = "".join(
-            f"<td class='num'>{_e(v)}</td>"
+            f"<td class='num'>{_e(format_value(name, v))}</td>"
             if isinstance(v, int | float) or v is None
-            else f"<td>{_e(v)}</td>"
-            for v in row
+            else f"<td>{_e(metric_label(v) if j == 0 else v)}</td>"
+            for j, v in enumerate(row)
         )
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -241,7 +290,7 @@ def figures(
             ("Query latency", _latency_plot(rows, by="mode")),
         ]
     return [
-        ("Answer metrics", _answer_plot(summary)),
+        *_answer_plots(summary),
         ("Per-question answer F1", _distribution_plot(rows, "answer_f1", by=None)),
         ("Request latency", _latency_plot(rows, by=None)),
     ]
@@ -261,16 +310,34 @@ def _modes_plot(summary: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def _answer_plot(summary: Mapping[str, Any]) -> Figure:
+def _answer_plots(summary: Mapping[str, Any]) -> list[tuple[str, Figure]]:
+    """Rates where higher is better, rates where lower is better, and (only when a judge
+    scored the run) the judge's 1-5 scores: each on its own axis."""
     values = {
-        k: v
+        k: float(v)
         for k, v in (summary.get("metrics") or {}).items()
-        if isinstance(v, int | float) and not k.startswith("latency")
+        if isinstance(v, int | float) and not _is_time(k)
     }
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.barh(list(values), [v / 5 if k.startswith("judge") else v for k, v in values.items()])
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("score (judge scores divided by 5)")
+    judge = {k: v for k, v in values.items() if k.startswith("judge")}
+    lower = {k: v for k, v in values.items() if lower_is_better(k)}
+    higher = {k: v for k, v in values.items() if k not in judge and k not in lower}
+    plots = [
+        ("Answer metrics (higher is better)", _hbar(higher, limit=1, label="rate")),
+        ("Answer rates where lower is better", _hbar(lower, limit=1, label="rate")),
+        ("Judge scores (higher is better)", _hbar(judge, limit=5, label="score (1-5)")),
+    ]
+    return [(caption, fig) for caption, fig in plots if fig is not None]
+
+
+def _hbar(values: Mapping[str, float], *, limit: float, label: str) -> Figure | None:
+    if not values:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(values)))
+    bars = ax.barh(list(values), list(values.values()))
+    ax.bar_label(bars, labels=[format_value(k, v) for k, v in values.items()], padding=3)
+    ax.set_xlim(0, limit * 1.1)
+    ax.invert_yaxis()  # the table's order, top to bottom
+    ax.set_xlabel(label)
     return fig
 
 
