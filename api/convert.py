@@ -1,19 +1,21 @@
 """Pure conversions between the wire models (api.schemas) and the retrieval layer's types.
 
-query_type -> search mode (we always have dense and BM25 vectors, so no embedding_dependency
-is needed, and there is no separate semantic ranker):
+query_type -> search mode and reranking (retrieval.search.QUERY_TYPES; we always have dense
+and BM25 vectors, so no embedding_dependency is needed):
 
-=======================  =========  ==================================================
-OYD query_type           mode       why
-=======================  =========  ==================================================
-simple                   keyword    BM25 only, like Azure's simple (keyword) search
-vector                   vector     dense vectors only
-vector_simple_hybrid     hybrid     dense + BM25 fused inside Qdrant
-semantic                 hybrid     Azure's semantic ranker reranks keyword hits by
-                                    meaning; the closest we have is dense + BM25 fusion
-vector_semantic_hybrid   hybrid     as above
-(omitted)                hybrid     our best-measured mode (Azure's default is simple)
-=======================  =========  ==================================================
+=======================  =========  ======  ===========================================
+OYD query_type           mode       rerank  why
+=======================  =========  ======  ===========================================
+simple                   keyword    no      BM25 only, like Azure's simple search
+vector                   vector     no      dense vectors only
+vector_simple_hybrid     hybrid     no      dense + BM25 fused inside Qdrant
+semantic                 keyword    yes     Azure's semantic ranker reranks keyword hits
+vector_semantic_hybrid   hybrid     yes     ... and hybrid hits
+(omitted)                hybrid     no      our best-measured mode (Azure's default is simple)
+=======================  =========  ======  ===========================================
+
+Without a reranker (rerank.backend=none) the two semantic types run as vector_simple_hybrid
+and the response carries the FALLBACK_HEADER saying so (`fallback_headers`).
 """
 
 from __future__ import annotations
@@ -45,21 +47,31 @@ from retrieval.answer import AnswerRequest
 from retrieval.chat import ChatMessage, ChatParams, ChatResult, Role
 from retrieval.citations import citation_of
 from retrieval.index import SearchMode
-from retrieval.search import SearchRequest, SearchResult
+from retrieval.rerank import Reranker
+from retrieval.search import FALLBACK_MODE, QUERY_TYPES, SearchRequest, SearchResult
 
-QUERY_TYPE_MODES: dict[QueryType, SearchMode] = {
-    "simple": "keyword",
-    "vector": "vector",
-    "vector_simple_hybrid": "hybrid",
-    "semantic": "hybrid",
-    "vector_semantic_hybrid": "hybrid",
-}
 DEFAULT_MODE: SearchMode = "hybrid"
 FILTER_PARAM = "data_sources.0.parameters.filter"
+FALLBACK_HEADER = "X-Ondata-Fallback"
+FALLBACK_QUERY_TYPE = next(t for t, (m, r) in QUERY_TYPES.items() if m == FALLBACK_MODE and not r)
 
 
 def search_mode(query_type: QueryType | None) -> SearchMode:
-    return DEFAULT_MODE if query_type is None else QUERY_TYPE_MODES[query_type]
+    return DEFAULT_MODE if query_type is None else QUERY_TYPES[query_type][0]
+
+
+def reranks(query_type: QueryType | None) -> bool:
+    """Whether this query type reranks (semantic, vector_semantic_hybrid)."""
+    return query_type is not None and QUERY_TYPES[query_type][1]
+
+
+def fallback_headers(rerank: bool, *, reranker: Reranker | None) -> dict[str, str]:
+    """The header telling the caller that a reranking (semantic) query type ran without a
+    reranker, as FALLBACK_QUERY_TYPE; none when it reranked or did not ask to."""
+    if reranker is not None or not rerank:
+        return {}
+    reason = "no reranker configured (rerank.backend=none)"
+    return {FALLBACK_HEADER: f'query_type={FALLBACK_QUERY_TYPE}; reason="{reason}"'}
 
 
 def chat_messages(messages: Sequence[RequestMessage]) -> tuple[ChatMessage, ...]:
@@ -152,6 +164,7 @@ def answer_request(body: ChatCompletionRequest) -> AnswerRequest:
         in_scope=p.in_scope,
         role_information=p.role_information,
         mode=search_mode(p.query_type),
+        rerank=reranks(p.query_type),
         filter=parse_filter(p.filter, param=FILTER_PARAM),
         max_search_queries=p.max_search_queries,
         temperature=body.temperature,
@@ -251,6 +264,7 @@ def search_request(body: SearchRequestBody) -> SearchRequest:
         queries=(body.query,),
         index_name=body.index_name,
         mode=search_mode(body.query_type),
+        rerank=reranks(body.query_type),
         top_n_documents=body.top_n_documents,
         strictness=body.strictness,
         filter=parse_filter(body.filter, param="filter"),
@@ -271,4 +285,5 @@ def _search_result(scored: ScoredChunk) -> SearchResultOut:
         metadata=scored.chunk.metadata,
         score=scored.score,
         original_search_score=scored.original_search_score,
+        rerank_score=scored.rerank_score,
     )

@@ -293,8 +293,12 @@ class ChatCompletionChunk(BaseModel):
 
 
 class SearchResultOut(CitationOut):
+    """One /v1/search hit: `score` is the index's; `rerank_score` the reranker's (semantic
+    query types only), which then orders the results."""
+
     score: float
     original_search_score: float | None = None
+    rerank_score: float | None = None
     section: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -303,6 +307,15 @@ class SearchResponse(BaseModel):
     object: Literal["list"] = "list"
     results: list[SearchResultOut]
     search_queries: list[str]
+
+
+class SearchCapabilities(BaseModel):
+    """GET /v1/search/capabilities: the query types served as asked, and the reranker."""
+
+    object: Literal["search.capabilities"] = "search.capabilities"
+    query_types: list[QueryType]
+    """semantic and vector_semantic_hybrid only with a reranker (else they fall back)."""
+    reranker: str | None = None
 
 
 class ModelCard(BaseModel):

@@ -216,7 +216,7 @@ def _settings_info(settings: Settings) -> dict[str, Any]:
         "chunk_size": settings.chunking.chunk_size,
         "chunk_overlap": settings.chunking.chunk_overlap,
         "rerank_backend": settings.rerank.backend,
-        "rerank_model": settings.rerank.model or (settings.rerank.path and settings.rerank.path.name),
+        "rerank_model": settings.rerank.model or str(settings.rerank.path or "") or None,
         "rerank_candidates": settings.rerank.candidates,
     }
 

@@ -70,6 +70,7 @@ class AnswerRequest:
     in_scope: bool = True
     role_information: str | None = None
     mode: SearchMode = "hybrid"
+    rerank: bool = False
     filter: MetadataFilter | None = None
     acl_groups: tuple[str, ...] | None = None
     max_search_queries: int | None = None
@@ -98,6 +99,7 @@ class AnswerRequest:
             queries=tuple(queries),
             index_name=self.index_name,
             mode=self.mode,
+            rerank=self.rerank,
             top_n_documents=self.top_n_documents,
             strictness=self.strictness,
             filter=with_acl(self.filter, self.acl_groups),
@@ -175,6 +177,10 @@ class AnswerService:
     def chat_model(self) -> ChatModel | None:
         """The remote chat model (for requests without data_sources), or None if extractive."""
         return None if isinstance(self._model, ExtractiveAnswerer) else self._model
+
+    @property
+    def searcher(self) -> Searcher:
+        return self._searcher
 
     @property
     def model_name(self) -> str:

@@ -30,6 +30,7 @@ from core.errors import (
 from core.models import ScoredChunk
 from core.settings import ChatSettings
 from retrieval.embedders import Embedder, Vectors
+from retrieval.rerank import retry_after_s
 from retrieval.sentences import (
     MIN_WORDS,
     Sentence,
@@ -179,7 +180,7 @@ def translated(exc: openai.OpenAIError, *, model: str) -> ChatModelError:
     if isinstance(exc, openai.RateLimitError):
         return ChatModelRateLimitError(
             f"chat model {model} is rate limiting requests",
-            retry_after=_retry_after(exc.response.headers),
+            retry_after=retry_after_s(exc.response.headers),
         )
     if isinstance(exc, openai.APIStatusError):
         return ChatModelError(
@@ -188,16 +189,6 @@ def translated(exc: openai.OpenAIError, *, model: str) -> ChatModelError:
     if isinstance(exc, openai.APIConnectionError):
         return ChatModelError(f"chat model {model} could not be reached: {exc}")
     return ChatModelError(f"chat model {model} failed: {exc}")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from Retry-After-Ms or Retry-After (seconds); None if absent or a date."""
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            return max(float(headers[name]) / divisor, 0.0)
-        except (KeyError, ValueError):
-            continue
-    return None
 
 
 # --- the extractive answerer -------------------------------------------------------------

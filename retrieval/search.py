@@ -31,7 +31,19 @@ and a passage on the topic 0.3 or more. The best hit always passes the relative 
 the absolute one means nothing relevant was found (the in_scope refusal). Hits cut by
 strictness carry ``filter_reason="score"``; hits that pass but fall beyond top_n carry
 ``filter_reason="rerank"`` (OYD's names). ``ScoredChunk.score`` and ``original_search_score``
-hold the raw index score (cosine, BM25 or fused); ``rerank_score`` holds the relevance above.
+hold the raw index score (cosine, BM25 or fused); ``rerank_score`` is None.
+
+Reranking (``SearchRequest.rerank``: OYD's ``semantic`` = keyword candidates reranked,
+``vector_semantic_hybrid`` = hybrid candidates reranked): each query's first
+``rerank_candidates`` hits (default 50) are scored by the reranker in one call per query;
+they are ranked by that score, which ``rerank_score`` carries (a relevance in 0..1, see
+retrieval/rerank.py), and strictness keeps a hit when ``rerank_score >= RERANK_FLOOR[s]``
+(0 / 0.01 / 0.05 / 0.2 / 0.5 for s = 1..5; no relative rule, since a cross-encoder's score is
+already absolute). The floors are sigmoid probabilities of a cross-encoder's logit (0.05 is a
+logit of about -3; unrelated passages score well below 0.01 on MS MARCO-style rerankers); they
+were not calibrated here (no reranker weights ship in a package). With no reranker configured
+a reranked request runs as ``FALLBACK_MODE`` (hybrid) unreranked, and its result says so
+(``SearchResult.fell_back``) so that the API can tell the caller.
 """
 
 from __future__ import annotations
@@ -45,11 +57,12 @@ from typing import Protocol
 
 import numpy as np
 
-from core.errors import InvalidRequestError
-from core.metrics import embedding_timer
+from core.errors import ConfigurationError, InvalidRequestError
+from core.metrics import embedding_timer, phase
 from core.models import ScoredChunk, SparseVector
 from retrieval.embedders import Embedder, Vectors
 from retrieval.index import FusionMethod, IndexQuery, MetadataFilter, SearchMode, VectorIndex
+from retrieval.rerank import Reranker
 
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
@@ -59,6 +72,18 @@ QUERY_CACHE_SIZE = 512
 ABSOLUTE = {1: 0.0, 2: 0.10, 3: 0.20, 4: 0.30, 5: 0.40}
 RELATIVE = {1: 0.0, 2: 0.50, 3: 0.65, 4: 0.80, 5: 0.90}
 NEAR_DUPLICATE_JACCARD = 0.9
+RERANK_FLOOR = {1: 0.0, 2: 0.01, 3: 0.05, 4: 0.20, 5: 0.50}
+DEFAULT_RERANK_CANDIDATES = 50
+FALLBACK_MODE: SearchMode = "hybrid"
+"""What a reranked request runs as when no reranker is configured: our best-measured mode."""
+QUERY_TYPES: dict[str, tuple[SearchMode, bool]] = {
+    "simple": ("keyword", False),
+    "vector": ("vector", False),
+    "vector_simple_hybrid": ("hybrid", False),
+    "semantic": ("keyword", True),
+    "vector_semantic_hybrid": ("hybrid", True),
+}
+"""OYD query_type -> (search mode, rerank)."""
 _MODES = ("vector", "keyword", "hybrid")
 
 
@@ -87,6 +112,8 @@ class SearchRequest:
     filter: MetadataFilter | None = None
     with_sentence_vectors: bool = False
     """Return the chunks' stored sentence vectors (for the extractive answerer)."""
+    rerank: bool = False
+    """Rerank each query's candidates with the configured reranker (see the module docstring)."""
 
     def __post_init__(self) -> None:
         queries = tuple(q.strip() for q in self.queries if q.strip())
@@ -108,6 +135,8 @@ class SearchResult:
     documents: tuple[ScoredChunk, ...]
     all_retrieved: tuple[ScoredChunk, ...]
     queries: tuple[str, ...]
+    fell_back: bool = False
+    """The request asked to rerank, no reranker is configured: it ran as FALLBACK_MODE."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +146,8 @@ class _Hit:
     scored: ScoredChunk
     rank: float
     passes: bool
+    relevance: float = 0.0
+    """What strictness judged (cosine, share of the best BM25, or the reranker's score)."""
 
 
 class Searcher:
@@ -136,7 +167,11 @@ class Searcher:
         fusion: FusionMethod = "dbsf",
         prefetch_limit: int = 100,
         overfetch: int = 4,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = DEFAULT_RERANK_CANDIDATES,
     ) -> None:
+        self._reranker = reranker
+        self._rerank_candidates = rerank_candidates
         self._embedder = embedder
         self._sparse = sparse
         self._indexes = indexes
@@ -170,11 +205,82 @@ class Searcher:
                     self._query_vectors.popitem(last=False)
         return [found[t] for t in texts]
 
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured reranker (None: reranked requests fall back, see the module doc)."""
+        return self._reranker
+
     async def search(self, request: SearchRequest) -> SearchResult:
         """Run every query, merge (best score per chunk), cut, and return."""
+        if request.rerank and self._reranker is None:
+            fallback = replace(request, mode=FALLBACK_MODE, rerank=False)
+            return replace(await self.search(fallback), fell_back=True)
+        if request.rerank:
+            return await self._search_reranked(request)
         # one worker-thread hop for the whole search: each hop costs a GIL hand-over, which
         # showed in the tail latency under load
         return await asyncio.to_thread(self.search_blocking, request)
+
+    async def _search_reranked(self, request: SearchRequest) -> SearchResult:
+        candidates = await asyncio.to_thread(self.candidates, request)
+        with phase("rerank"):
+            runs = await self._reranked(request, candidates)
+        hits = deduplicated(merged(runs))
+        kept, every = cut(hits, top_n=request.top_n_documents)
+        return SearchResult(documents=kept, all_retrieved=every, queries=request.queries)
+
+    def candidates(self, request: SearchRequest) -> list[list[ScoredChunk]]:
+        """Each query's first `rerank_candidates` hits in the request's mode (blocking)."""
+        index = self._indexes(request.index_name)
+        dense: list[Vectors | None] = [None] * len(request.queries)
+        if request.mode != "keyword":
+            dense = list(self.embed_queries(request.queries))
+        return [
+            index.query(
+                self._index_query(request, request.mode, vector, self._sparse_of(q, request))
+            )
+            for q, vector in zip(request.queries, dense, strict=True)
+        ]
+
+    async def _reranked(
+        self, request: SearchRequest, candidates: Sequence[Sequence[ScoredChunk]]
+    ) -> list[list[_Hit]]:
+        """Each query's candidates scored by the reranker (the queries concurrently)."""
+        assert self._reranker is not None
+        scores = await asyncio.gather(
+            *(
+                self._reranker.rerank(query, [h.chunk.embed_text for h in hits])
+                for query, hits in zip(request.queries, candidates, strict=True)
+            )
+        )
+        return [
+            reranked(hits, s, strictness=request.strictness)
+            for hits, s in zip(candidates, scores, strict=True)
+        ]
+
+    async def rank_reranked(
+        self,
+        index_name: str,
+        query: str,
+        *,
+        mode: SearchMode = "hybrid",
+        limit: int = 100,
+        filter: MetadataFilter | None = None,
+    ) -> list[ScoredChunk]:
+        """`rank`, its first `rerank_candidates` chunks reordered by the reranker (what
+        evaluation measures for the semantic query types). Raises ConfigurationError
+        when no reranker is configured."""
+        if self._reranker is None:
+            raise ConfigurationError("reranking needs a reranker: set ONDATA_RERANK__BACKEND")
+        depth = max(limit, self._rerank_candidates)
+        ranking = await asyncio.to_thread(
+            self.rank, index_name, query, mode=mode, limit=depth, filter=filter
+        )
+        head, tail = ranking[: self._rerank_candidates], ranking[self._rerank_candidates :]
+        with phase("rerank"):
+            scores = await self._reranker.rerank(query, [c.chunk.embed_text for c in head])
+        hits = [h.scored for h in _ranked(reranked(head, scores, strictness=1))]
+        return [*hits, *tail][:limit]
 
     def search_blocking(self, request: SearchRequest) -> SearchResult:
         """The body of `search` (blocking)."""
@@ -204,7 +310,7 @@ class Searcher:
         `dense`, when given, is the query's vector (else it is embedded here)."""
         if dense is None and request.mode != "keyword":
             dense = self.embed_query(query)
-        sparse = self._sparse.encode_query(query) if request.mode != "vector" else None
+        sparse = self._sparse_of(query, request)
         hits = index.query(self._index_query(request, request.mode, dense, sparse))
         strictness = request.strictness
         if request.mode == "keyword":
@@ -244,6 +350,9 @@ class Searcher:
         )
         return index.query(request)
 
+    def _sparse_of(self, query: str, request: SearchRequest) -> SparseVector | None:
+        return self._sparse.encode_query(query) if request.mode != "vector" else None
+
     def _index_query(
         self,
         request: SearchRequest,
@@ -253,13 +362,17 @@ class Searcher:
     ) -> IndexQuery:
         return IndexQuery(
             mode=mode,
-            limit=request.top_n_documents * self._overfetch,
+            limit=(
+                self._rerank_candidates
+                if request.rerank
+                else request.top_n_documents * self._overfetch
+            ),
             dense=dense,
             sparse=sparse,
             filter=request.filter,
             fusion=self._fusion,
             prefetch_limit=self._prefetch_limit,
-            with_dense_score=mode == "hybrid",
+            with_dense_score=mode == "hybrid" and not request.rerank,
             with_sentence_vectors=request.with_sentence_vectors,
         )
 
@@ -345,11 +458,28 @@ def _judged(
     best_score = max(h.score for h in hits) or 1.0
     return [
         _Hit(
-            scored=h.model_copy(update={"original_search_score": h.score, "rerank_score": r}),
+            scored=h.model_copy(update={"original_search_score": h.score}),
             rank=r if absolute is not None else h.score / best_score,
             passes=r >= floor,
+            relevance=r,
         )
         for h, r in zip(hits, relevance, strict=True)
+    ]
+
+
+def reranked(
+    hits: Sequence[ScoredChunk], scores: Sequence[float], *, strictness: int
+) -> list[_Hit]:
+    """Hits ranked by their reranker scores, kept when a score reaches RERANK_FLOOR."""
+    floor = RERANK_FLOOR[strictness]
+    return [
+        _Hit(
+            scored=h.model_copy(update={"original_search_score": h.score, "rerank_score": s}),
+            rank=s,
+            passes=s >= floor,
+            relevance=s,
+        )
+        for h, s in zip(hits, scores, strict=True)
     ]
 
 
@@ -361,7 +491,7 @@ def _relative(hits: Sequence[ScoredChunk]) -> list[float]:
 def _ranked(hits: Iterable[_Hit]) -> list[_Hit]:
     """Best first; ties (fused scores often tie) go to the higher relevance, then chunk id."""
     by_id = sorted(hits, key=lambda h: h.scored.chunk.chunk_id)
-    return sorted(by_id, key=lambda h: (h.rank, h.scored.rerank_score or 0.0), reverse=True)
+    return sorted(by_id, key=lambda h: (h.rank, h.relevance), reverse=True)
 
 
 def _near_same(a: set[str], b: set[str]) -> bool:

@@ -11,6 +11,7 @@ from api.convert import (
     answer_request,
     chat_messages,
     chat_params,
+    fallback_headers,
     grounded_completion,
     included_contexts,
     plain_completion,
@@ -100,13 +101,15 @@ async def _grounded(
     request = caller.scoped_answer(answer_request(body))
     estimate = await caller.admit_messages(request.messages, model=answers.model_name)
     include = included_contexts(body)
+    fallback = fallback_headers(request.rerank, reranker=answers.searcher.reranker)
     id_, created = recorder.message_id, recorder.created
     if not body.stream:
         answer = await answers.answer(request)
         await caller.settle(answer.prompt_tokens + answer.completion_tokens, estimate=estimate)
         await recorder.record_answer(answer)
         completion = grounded_completion(answer, include=include, id_=id_, created=created)
-        return JSONResponse(completion.model_dump(exclude_none=True), headers=recorder.headers())
+        headers = {**recorder.headers(), **fallback}
+        return JSONResponse(completion.model_dump(exclude_none=True), headers=headers)
     frames = grounded_frames(
         recorder.watch_events(caller.settling(answers.stream(request), estimate=estimate)),
         head=ChunkHead(id_, created, answers.model_name),
@@ -114,7 +117,7 @@ async def _grounded(
         include_usage=_wants_usage(body),
     )
     response = await open_stream(frames, prefetch=GROUNDED_PREFETCH)
-    response.headers.update(recorder.headers())
+    response.headers.update({**recorder.headers(), **fallback})
     return response
 
 

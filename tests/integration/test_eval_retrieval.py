@@ -91,7 +91,7 @@ def test_eval_retrieval_gate_fails_on_a_regression(first_run: tuple[Path, dict[s
 
 
 def test_eval_retrieval_rejects_unknown_modes(tmp_path: Path) -> None:
-    result = eval_cli(["eval", "retrieval", "--dataset", str(SMOKE), "--modes", "semantic"])
+    result = eval_cli(["eval", "retrieval", "--dataset", str(SMOKE), "--modes", "bogus"])
     assert result.exit_code == cli.EXIT_USAGE
     assert "--modes" in result.output
 
