@@ -49,6 +49,7 @@ class ChatPage {
 
   async start() {
     this.params.loadIndexes();
+    this.params.loadQueryTypes();
     await this.refreshList();
     const wanted = this.shell.params.get("c");
     if (wanted) this.openConversation(wanted);

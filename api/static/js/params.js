@@ -19,6 +19,11 @@ const QUERY_TYPES = [
   ["vector", "Vector (dense)"],
   ["simple", "Keyword (BM25)"],
 ];
+// offered only when the server has a reranker (without one they run as plain hybrid)
+const RERANKED_QUERY_TYPES = [
+  ["vector_semantic_hybrid", "Hybrid, reranked (semantic)"],
+  ["semantic", "Keyword, reranked (semantic)"],
+];
 
 function load() {
   try { return { ...DEFAULTS, ...JSON.parse(localStorage.getItem(STORAGE) || "{}") }; } catch { return { ...DEFAULTS }; }
@@ -29,6 +34,7 @@ export class ParamsPanel {
   constructor() {
     this.params = load();
     this.indexes = null; // [{name, document_count?}] when the server lists indexes
+    this.reranker = null; // the server's reranker, when it has one
     this.el = h("aside", { class: "params", "aria-labelledby": "params-title" });
     this.indexSlot = h("div");
     this.warning = h("p", { class: "notice warning", hidden: true, id: "index-warning" });
@@ -42,7 +48,7 @@ export class ParamsPanel {
       top_n_documents: h("input", { id: id("top"), type: "number", min: 1, max: 20, step: 1, value: p.top_n_documents, required: true }),
       strictness: h("select", { id: id("strict") }, [1, 2, 3, 4, 5].map((n) => h("option", { value: n, selected: Number(p.strictness) === n, text: `${n}${n === 1 ? " (loosest)" : n === 5 ? " (strictest)" : ""}` }))),
       in_scope: h("input", { id: id("scope"), type: "checkbox", checked: p.in_scope }),
-      query_type: h("select", { id: id("qt") }, QUERY_TYPES.map(([v, label]) => h("option", { value: v, selected: p.query_type === v, text: label }))),
+      query_type: h("select", { id: id("qt") }, this.queryTypes().map(([v, label]) => h("option", { value: v, selected: p.query_type === v, text: label }))),
       temperature: h("input", { id: id("temp"), type: "number", min: 0, max: 2, step: 0.1, value: p.temperature, placeholder: "model default" }),
       role_information: h("textarea", { id: id("role"), rows: 4, maxlength: 4000, value: p.role_information, placeholder: "e.g. You are an HR assistant. Answer briefly." }),
     };
@@ -81,6 +87,22 @@ export class ParamsPanel {
     this.controls.index_name = control;
     replace(this.indexSlot, field("Index", control));
     this.updateWarning();
+  }
+
+  /** [value, label] of the query types the server runs as asked. */
+  queryTypes() {
+    return this.reranker ? [...QUERY_TYPES, ...RERANKED_QUERY_TYPES] : QUERY_TYPES;
+  }
+
+  /** Ask the server whether it reranks (GET /v1/search/capabilities): if so, offer the semantic types. */
+  async loadQueryTypes() {
+    try {
+      this.reranker = (await api("GET", "/v1/search/capabilities")).reranker || null;
+    } catch {
+      this.reranker = null;
+    }
+    if (this.reranker) this.render();
+    this.el.dataset.queryTypes = this.reranker ? "reranked" : "plain";
   }
 
   /** Ask the server for its indexes (GET /v1/indexes); without that route, a text field. */
