@@ -261,6 +261,12 @@ class ParseTimeoutError(DocumentParseError):
     code = "parse_timeout"
 
 
+class ParseMemoryLimitError(DocumentParseError):
+    """Parsing needed more memory than the per-process limit (ingest.parse_memory_mb)."""
+
+    code = "parse_memory_limit"
+
+
 class EmbeddingError(OndataError):
     """The embedding backend failed."""
 

@@ -78,6 +78,9 @@ class IngestSettings(BaseModel):
     # members would unpack past this many bytes, or past this ratio once over 10 MB.
     max_unpacked_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     max_compression_ratio: float = Field(default=200.0, gt=1)
+    # Writable memory of each parser process and of what it starts (pandoc, tesseract,
+    # pdftoppm): a file needing more fails alone. The idle worker holds ~0.5 GB. 0: no limit.
+    parse_memory_mb: int = Field(default=2048, ge=0)
 
 
 class JobsSettings(BaseModel):

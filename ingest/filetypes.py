@@ -5,8 +5,12 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import struct
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from charset_normalizer import from_bytes
 
@@ -144,12 +148,13 @@ MAX_ZIP_MEMBERS = 100_000
 def check_unpacked_size(
     path: Path, file_type: FileType, *, max_bytes: int, max_ratio: float
 ) -> None:
-    """Refuse a ZIP-based document (a decompression bomb) whose members declare more than
-    `max_bytes` unpacked, or a ratio over `max_ratio` once past RATIO_FLOOR_BYTES.
+    """Refuse a ZIP-based document (a decompression bomb) whose members inflate to more than
+    `max_bytes`, or to more than `max_ratio` times the file once past RATIO_FLOOR_BYTES, or
+    whose headers misstate what a member inflates to.
 
-    Reads only the central directory. The declared sizes bound what Python's zipfile (and so
-    python-docx, openpyxl, python-pptx) will ever inflate: it stops at a member's declared
-    size and fails its CRC check, so a lying header cannot unpack more.
+    The declared sizes are checked first (cheap), then every member is really inflated with
+    a byte cap, counting what its deflate stream produces: a forged header stops Python's
+    zipfile early, but pandoc reads the stream to its end, so only real bytes are trusted.
     """
     if file_type not in _ZIP_TYPES or not zipfile.is_zipfile(path):
         return
@@ -159,22 +164,84 @@ def check_unpacked_size(
     except (zipfile.BadZipFile, OSError, EOFError):
         return  # check_office_container names the damage when the file is parsed
     label = file_type.value.upper()
-    unpacked = sum(info.file_size for info in infos)
-    ratio = unpacked / max(path.stat().st_size, 1)
     if len(infos) > MAX_ZIP_MEMBERS:
         raise DecompressionBombError(
             f"{label} has {len(infos)} parts; the limit is {MAX_ZIP_MEMBERS}"
         )
-    if unpacked > max_bytes:
-        raise DecompressionBombError(
-            f"{label} would unpack to {unpacked} bytes; the limit is {max_bytes} "
-            "(ingest.max_unpacked_bytes)"
-        )
-    if unpacked > RATIO_FLOOR_BYTES and ratio > max_ratio:
-        raise DecompressionBombError(
-            f"{label} would unpack {ratio:.0f}x its size; the limit is {max_ratio:g}x "
-            "(ingest.max_compression_ratio)"
-        )
+    limits = _UnpackLimits(label, path.stat().st_size, max_bytes, max_ratio)
+    limits.check(sum(info.file_size for info in infos), verb="would unpack to")
+    _check_inflated(path, infos, limits)
+
+
+@dataclass(frozen=True)
+class _UnpackLimits:
+    label: str
+    file_size: int
+    max_bytes: int
+    max_ratio: float
+
+    @property
+    def cap(self) -> int:
+        """The most bytes a document may unpack to."""
+        by_ratio = max(RATIO_FLOOR_BYTES, int(self.max_ratio * max(self.file_size, 1)))
+        return min(self.max_bytes, by_ratio)
+
+    def check(self, unpacked: int, *, verb: str) -> None:
+        if unpacked > self.max_bytes:
+            raise DecompressionBombError(
+                f"{self.label} {verb} {unpacked} bytes; the limit is {self.max_bytes} "
+                "(ingest.max_unpacked_bytes)"
+            )
+        ratio = unpacked / max(self.file_size, 1)
+        if unpacked > RATIO_FLOOR_BYTES and ratio > self.max_ratio:
+            raise DecompressionBombError(
+                f"{self.label} {verb} {ratio:.0f}x its size; the limit is {self.max_ratio:g}x "
+                "(ingest.max_compression_ratio)"
+            )
+
+
+def _check_inflated(path: Path, infos: list[zipfile.ZipInfo], limits: _UnpackLimits) -> None:
+    """Inflate every member, counting real bytes; stop as soon as the total passes the cap."""
+    total = 0
+    with path.open("rb") as fh:
+        for info in infos:
+            real = _inflated_size(fh, info, limit=limits.cap - total, label=limits.label)
+            total += real
+            limits.check(total, verb="inflates to at least")
+            if real != info.file_size:
+                raise DecompressionBombError(
+                    f"{limits.label} part {info.filename!r} declares {info.file_size} bytes "
+                    f"but inflates to {real} (forged sizes)"
+                )
+
+
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
+_INFLATE_BLOCK = 1 << 20
+
+
+def _inflated_size(fh: BinaryIO, info: zipfile.ZipInfo, *, limit: int, label: str) -> int:
+    """What the member's data really inflates to, counted up to just past `limit` bytes."""
+    fh.seek(info.header_offset)
+    raw = fh.read(_LOCAL_HEADER.size)
+    if len(raw) < _LOCAL_HEADER.size or raw[:4] != b"PK\x03\x04":
+        raise DamagedDocumentError(f"malformed {label}: bad header for {info.filename!r}")
+    _, name_length, extra_length = _LOCAL_HEADER.unpack(raw)
+    fh.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return info.compress_size
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        return info.file_size  # only Python's zipfile reads these, and it stops there
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    produced = 0
+    try:
+        while not inflater.eof and produced <= limit:
+            data = inflater.unconsumed_tail or fh.read(_INFLATE_BLOCK)
+            if not data:
+                break
+            produced += len(inflater.decompress(data, _INFLATE_BLOCK))
+    except zlib.error as exc:
+        raise DamagedDocumentError(f"malformed {label}: {info.filename!r}: {exc}") from exc
+    return produced
 
 
 def _check_zip_members(path: Path, file_type: FileType, label: str) -> None:

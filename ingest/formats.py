@@ -10,6 +10,7 @@ import email
 import email.policy
 import io
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
@@ -44,6 +45,7 @@ from ingest.filetypes import (
     decode_text,
     detect_file_type,
 )
+from ingest.parse_pool import memory_limit_error
 from ingest.parsers import Extracted, ExtractRequest
 from ingest.pdf import extract_pdf
 
@@ -73,12 +75,33 @@ def extract(request: ExtractRequest) -> Extracted:
     except OndataError:
         raise
     except MemoryError as exc:
-        raise DocumentParseError(f"{label} too large to parse in memory") from exc
+        raise memory_limit_error() from exc
     except UnprocessableEntityError as exc:  # unstructured's own limits (cell counts, ...)
         raise DocumentParseError(f"cannot parse {label}: {_reason(exc)}") from exc
     except Exception as exc:  # the partitioners raise anything from KeyError to lxml errors
+        if _out_of_memory(exc):
+            raise memory_limit_error() from exc
         logger.info("parse failed for %s", path.name, exc_info=True)
         raise DamagedDocumentError(f"malformed {label}: {_reason(exc)}") from exc
+
+
+# How a child process (pandoc, tesseract) or a C library (libxml2) reports a failed allocation
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|unable to commit|memory allocation failed|bad_alloc|cannot allocate memory",
+    re.IGNORECASE,
+)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether the failure, or one it came from, was a failed allocation."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; a cycle must not loop forever
+        if seen is None:
+            return False
+        if isinstance(seen, MemoryError) or _OUT_OF_MEMORY.search(str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _pdf(path: Path, request: ExtractRequest) -> Extracted:

@@ -5,6 +5,10 @@ no Python-level timeout reaches. A worker is a fresh interpreter (started with s
 it is safe from threaded parents and never re-imports the caller's __main__), serves many
 files over a pipe, and is replaced only after it was killed or died. Each worker leads its own
 process group, so a kill also ends the tesseract/poppler/pandoc processes it started.
+
+A pool may cap each worker's memory (RLIMIT_DATA: heap and private mappings, which the
+processes it starts inherit). A job that runs out raises ParseMemoryLimitError and its worker
+is replaced; one that a failed allocation kills is a dead worker whose error names the limit.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import resource
 import signal
 import subprocess
 import sys
@@ -23,7 +28,7 @@ from importlib import import_module
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
 
-from core.errors import DocumentParseError, ParseTimeoutError
+from core.errors import DocumentParseError, ParseMemoryLimitError, ParseTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +38,10 @@ R = TypeVar("R")
 DEFAULT_STARTUP_TIMEOUT_S = 180.0
 _READY = "ready"
 _BOOT = (
-    "import sys; sys.path[:0] = sys.argv[4:]; "
-    "from ingest.parse_pool import serve; serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])"
+    "import sys; sys.path[:0] = sys.argv[5:]; from ingest.parse_pool import serve; "
+    "serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))"
 )
+MEMORY_SETTING = "ingest.parse_memory_mb"
 
 
 class ParseRunner(Protocol):
@@ -59,7 +65,8 @@ class ParserPool:
     `warmup` ("module:function") runs once in each new worker before it takes jobs (imports,
     model loading) and is not counted against the per-file timeout; `env` is added to the
     workers' environment (e.g. thread limits, which must be set before numpy loads). Workers
-    are recycled after `max_jobs` jobs to bound memory growth. Jobs (func, arg, result,
+    are recycled after `max_jobs` jobs to bound memory growth. `memory_limit_mb` (0: none)
+    caps each worker's and its children's writable memory. Jobs (func, arg, result,
     exception) must pickle.
     """
 
@@ -71,8 +78,10 @@ class ParserPool:
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         max_jobs: int = 500,
+        memory_limit_mb: int = 0,
     ) -> None:
         self._warmup = warmup
+        self._memory_limit_mb = memory_limit_mb
         self._env = dict(env or {})
         self._startup_timeout_s = startup_timeout_s
         self._max_jobs = max_jobs
@@ -89,7 +98,10 @@ class ParserPool:
             try:
                 result = worker.call(func, arg, timeout_s=timeout_s)
             except _JobFailed as failed:
-                self._checkin(worker)
+                if isinstance(failed.error, ParseMemoryLimitError):
+                    self._discard(worker)  # a fresh heap for the next job
+                else:
+                    self._checkin(worker)
                 raise failed.error from None
             except BaseException:
                 self._discard(worker)
@@ -120,7 +132,12 @@ class ParserPool:
         if worker is None or not worker.alive:
             if worker is not None:
                 worker.kill()
-            worker = _Worker(self._warmup, self._env, startup_timeout_s=self._startup_timeout_s)
+            worker = _Worker(
+                self._warmup,
+                self._env,
+                startup_timeout_s=self._startup_timeout_s,
+                memory_limit_mb=self._memory_limit_mb,
+            )
         with self._lock:
             self._busy.add(worker)
         return worker
@@ -150,12 +167,21 @@ class _JobFailed(Exception):
 class _Worker:
     """One child interpreter and the two pipes to it."""
 
-    def __init__(self, warmup: str, env: dict[str, str], *, startup_timeout_s: float) -> None:
+    def __init__(
+        self,
+        warmup: str,
+        env: dict[str, str],
+        *,
+        startup_timeout_s: float,
+        memory_limit_mb: int = 0,
+    ) -> None:
+        self.memory_limit_mb = memory_limit_mb
         child_reads, parent_writes = os.pipe()
         parent_reads, child_writes = os.pipe()
         started = time.monotonic()
         paths = [p for p in sys.path if p and os.path.isdir(p)]
-        command = [sys.executable, "-c", _BOOT, str(child_reads), str(child_writes), warmup, *paths]
+        fds = (str(child_reads), str(child_writes))
+        command = [sys.executable, "-c", _BOOT, *fds, warmup, str(memory_limit_mb), *paths]
         self.process = subprocess.Popen(
             command,
             pass_fds=(child_reads, child_writes),
@@ -182,9 +208,7 @@ class _Worker:
         try:
             self._out.send_bytes(pickle.dumps((func, arg)))
         except OSError as exc:
-            raise DocumentParseError(
-                f"parser process died (exit code {self.process.poll()})"
-            ) from exc
+            raise DocumentParseError(self._death(self.process.poll())) from exc
         if not self._in.poll(timeout_s):
             raise ParseTimeoutError(
                 f"parsing took longer than {timeout_s:g}s (ingest.file_timeout_s)"
@@ -208,7 +232,15 @@ class _Worker:
             message: tuple[str, Any] = pickle.loads(self._in.recv_bytes())
         except (EOFError, OSError) as exc:
             code = self.process.wait(timeout=5)
-            raise DocumentParseError(f"parser process died (exit code {code})") from exc
+            raise DocumentParseError(self._death(code)) from exc
+        return message
+
+    def _death(self, code: int | None) -> str:
+        message = f"parser process died (exit code {code})"
+        if self.memory_limit_mb and code is not None and code < 0:  # killed by a signal
+            message += (
+                f", likely past the memory limit ({self.memory_limit_mb} MB, {MEMORY_SETTING})"
+            )
         return message
 
     def stop(self) -> None:
@@ -232,12 +264,14 @@ class _Worker:
         self._in.close()
 
 
-def serve(in_fd: int, out_fd: int, warmup: str) -> None:
-    """Worker main: warm up, then answer pickled (func, arg) jobs until the pipe closes."""
+def serve(in_fd: int, out_fd: int, warmup: str, memory_limit_mb: int = 0) -> None:
+    """Worker main: cap memory, warm up, then answer pickled (func, arg) jobs until the pipe
+    closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; it kills us
     _watch_parent(os.getppid())
     jobs, results = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
     try:
+        limit_memory(memory_limit_mb)
         if warmup:
             module, _, name = warmup.partition(":")
             getattr(import_module(module), name)()
@@ -253,12 +287,53 @@ def serve(in_fd: int, out_fd: int, warmup: str) -> None:
         results.send_bytes(_outcome(func, arg))
 
 
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's writable memory, and that of every process it starts (0: no cap).
+
+    RLIMIT_DATA rather than RLIMIT_AS: it counts what a process can write (heap, anonymous
+    and private mappings), not shared libraries or address space reserved and never used (a
+    warmed-up worker reserves ~1 GB it never touches; pandoc's runtime reserves far more).
+    """
+    if megabytes <= 0:
+        return
+    wanted = megabytes * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+
+def memory_limit_error() -> ParseMemoryLimitError:
+    """The per-file error for a job that ran out of memory in this process."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    if soft == resource.RLIM_INFINITY:
+        return ParseMemoryLimitError("parsing ran out of memory")
+    return ParseMemoryLimitError(
+        f"parsing exceeds the memory limit ({soft // (1024 * 1024)} MB, {MEMORY_SETTING})"
+    )
+
+
+def _reached_limit(peak_before: int) -> bool:
+    """Whether this job drove the process's peak resident memory up to (90% of) its cap: C
+    libraries that fail an allocation often say so only as "unknown error"."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    peak = _peak_rss()
+    return soft != resource.RLIM_INFINITY and peak > peak_before and peak >= 0.9 * soft
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
 def _outcome(func: Callable[[Any], Any], arg: Any) -> bytes:
     """The pickled ("ok", result) or ("error", exception) of one job."""
+    peak_before = _peak_rss()
     try:
         result: tuple[str, Any] = ("ok", func(arg))
+    except MemoryError:
+        result = ("error", memory_limit_error())
     except Exception as exc:
-        result = ("error", exc)
+        memory = _reached_limit(peak_before) and not isinstance(exc, ParseMemoryLimitError)
+        result = ("error", memory_limit_error() if memory else exc)
     try:
         data = pickle.dumps(result)
         if result[0] == "error":

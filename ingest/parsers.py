@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ def parse_file(
         max_ratio=settings.max_compression_ratio,
     )
     request = ExtractRequest(str(path.resolve()), file_type, settings.ocr_languages)
-    extracted = (runner or default_pool()).run(
+    extracted = (runner or default_pool(settings.parse_memory_mb)).run(
         _extract_job, request, timeout_s=settings.file_timeout_s
     )
     elements = tuple(e for e in extracted.elements if e.text.strip())
@@ -164,11 +164,16 @@ def doc_id_for(source: str) -> str:
     return f"{slug}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:12]}"
 
 
-@lru_cache(maxsize=1)
-def default_pool() -> ParserPool:
-    """The process-wide parser pool (workers start on first use, stop at interpreter exit)."""
+@cache
+def default_pool(memory_limit_mb: int = 0) -> ParserPool:
+    """The process-wide parser pool for a memory limit (ingest.parse_memory_mb; one limit in
+    practice): workers start on first use and stop at interpreter exit. They only parse: the
+    embedding model and the index stay in the calling process."""
     pool = ParserPool(
-        max_workers=DEFAULT_POOL_WORKERS, warmup="ingest.formats:warm_up_worker", env=WORKER_ENV
+        max_workers=DEFAULT_POOL_WORKERS,
+        warmup="ingest.formats:warm_up_worker",
+        env=WORKER_ENV,
+        memory_limit_mb=memory_limit_mb,
     )
     atexit.register(pool.close)
     return pool
