@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.netguard import AddressPolicy
 
+PREFIX = "ONDATA_"
+# ONDATA_ variables that are not settings: docker-compose's host-side knobs (ONDATA_PORT,
+# ONDATA_SOURCES, often in the same .env), the eval CLI's --api-key and the tests' database
+NOT_SETTINGS = frozenset(
+    {"ONDATA_PORT", "ONDATA_SOURCES", "ONDATA_EVAL_API_KEY", "ONDATA_TEST_POSTGRES"}
+)
 
-class EmbeddingSettings(BaseModel):
+
+class Section(BaseModel):
+    """A settings section: an unknown key is an error, not a silently ignored typo."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddingSettings(Section):
     """Which embedder turns text into dense vectors."""
 
     backend: Literal["onnx", "sentence-transformers", "openai"] = "onnx"
@@ -38,7 +54,7 @@ class EmbeddingSettings(BaseModel):
         return self
 
 
-class IndexSettings(BaseModel):
+class IndexSettings(Section):
     """Where vectors live: Qdrant Edge in-process, or a Qdrant server/cluster."""
 
     backend: Literal["edge", "server"] = "edge"
@@ -51,11 +67,13 @@ class IndexSettings(BaseModel):
     @model_validator(mode="after")
     def _server_needs_url(self) -> IndexSettings:
         if self.backend == "server" and not self.url:
-            raise ValueError("index.backend=server needs ONDATA_INDEX__URL (e.g. http://qdrant:6333)")
+            raise ValueError(
+                "index.backend=server needs ONDATA_INDEX__URL (e.g. http://qdrant:6333)"
+            )
         return self
 
 
-class ChunkingSettings(BaseModel):
+class ChunkingSettings(Section):
     """Token-aware chunking; defaults picked by measurement on SciFact (bench/chunking.py)."""
 
     chunk_size: int = Field(default=200, ge=32, le=4096)
@@ -68,7 +86,7 @@ class ChunkingSettings(BaseModel):
         return self
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     """Limits that keep one bad file from hurting a batch."""
 
     file_timeout_s: float = Field(default=300.0, gt=0)
@@ -83,7 +101,7 @@ class IngestSettings(BaseModel):
     parse_memory_mb: int = Field(default=2048, ge=0)
 
 
-class JobsSettings(BaseModel):
+class JobsSettings(Section):
     """Ingestion jobs: the task queue, workers and recovery, and what uploads and sources may be.
 
     queue=sqlite (default): Huey on a SQLite file in data_dir, consumed by threads inside
@@ -138,7 +156,7 @@ class JobsSettings(BaseModel):
         return 1 if self.queue == "sqlite" else 0
 
 
-class ChatSettings(BaseModel):
+class ChatSettings(Section):
     """The chat model; provider none means the built-in extractive answerer."""
 
     provider: Literal["none", "openai", "azure", "compatible"] = "none"
@@ -162,7 +180,7 @@ class ChatSettings(BaseModel):
         return self
 
 
-class RerankSettings(BaseModel):
+class RerankSettings(Section):
     """The optional reranker behind query_type semantic and vector_semantic_hybrid.
 
     remote: any server with the Cohere-style rerank API (`POST {base_url}/rerank`: Cohere,
@@ -196,7 +214,7 @@ class RerankSettings(BaseModel):
         return self
 
 
-class ApiSettings(BaseModel):
+class ApiSettings(Section):
     """The HTTP API: where `ondata serve` listens and what a request may carry."""
 
     host: str = "127.0.0.1"
@@ -220,7 +238,7 @@ class ApiSettings(BaseModel):
     rate_limit_redis_url: str | None = None
 
 
-class EvaluationSettings(BaseModel):
+class EvaluationSettings(Section):
     """The optional LLM judge of `ondata eval answers` (any OpenAI-compatible endpoint)."""
 
     judge_base_url: str | None = None
@@ -241,7 +259,7 @@ class EvaluationSettings(BaseModel):
         return bool(self.judge_base_url and self.judge_model)
 
 
-class ClientSettings(BaseModel):
+class ClientSettings(Section):
     """What the CLI sends to a running `ondata serve` (`ask --url`, `ingest --url`)."""
 
     # the key for --url when --api-key is not given (ONDATA_CLIENT__API_KEY); without either,
@@ -271,9 +289,43 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = EvaluationSettings()
     client: ClientSettings = ClientSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        """Fail on an ONDATA_ variable that names no setting, naming it (and a near miss)."""
+        env_file = cls.model_config.get("env_file")
+        names = [*os.environ, *(dotenv_values(env_file) if isinstance(env_file, str) else {})]
+        unknown = unknown_setting_variables(names)
+        if unknown:
+            raise ValueError("; ".join(_unknown_message(name) for name in unknown))
+        return data
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'ondata.db'}"
+
+
+def setting_variables() -> frozenset[str]:
+    """Every environment variable that names a setting: ONDATA_<FIELD> for the root's fields
+    (a whole section as JSON too), ONDATA_<SECTION>__<FIELD> for each section's."""
+    names = {PREFIX + name.upper() for name in Settings.model_fields}
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            section = PREFIX + name.upper() + "__"
+            names.update(section + key.upper() for key in field.annotation.model_fields)
+    return frozenset(names)
+
+
+def unknown_setting_variables(names: Iterable[str]) -> list[str]:
+    """The ONDATA_ variables among `names` that name no setting (matched case-insensitively)."""
+    known = setting_variables() | NOT_SETTINGS
+    return sorted({n for n in names if n.upper().startswith(PREFIX) and n.upper() not in known})
+
+
+def _unknown_message(name: str) -> str:
+    near = difflib.get_close_matches(name.upper(), sorted(setting_variables()), n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return f"{name} is not an ondata setting{hint}; unset it or fix its name"
 
 
 def configure_offline_environment() -> None:

@@ -19,15 +19,21 @@ def discover_files(paths: Iterable[Path]) -> list[Path]:
     """Files named directly, plus every visible file of a supported type (core/filetypes.py)
     below named folders (sorted, no duplicates). A named file of another type stays in the
     list, so that ingesting it fails with the same reason an upload gets."""
-    found: dict[Path, None] = {}
+    return list(named_files(paths))
+
+
+def named_files(paths: Iterable[Path]) -> dict[Path, str]:
+    """`discover_files` (resolved paths), each with the name the user gave it: its path
+    relative to the named folder, or a named file's own name (never the server's path)."""
+    found: dict[Path, str] = {}
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 if child.is_file() and _visible(child, path) and is_supported(child):
-                    found[child.resolve()] = None
+                    found.setdefault(child.resolve(), child.relative_to(path).as_posix())
         else:
-            found[path.resolve()] = None
-    return list(found)
+            found.setdefault(path.resolve(), path.name)
+    return found
 
 
 def source_files(
@@ -37,15 +43,16 @@ def source_files(
     acl_groups: Sequence[str] = (),
     metadata: Mapping[str, Any] | None = None,
 ) -> list[SourceFile]:
-    """SourceFiles for paths; doc_id derives from the absolute path so re-runs find the same doc."""
+    """SourceFiles for paths; doc_id derives from the absolute path so re-runs find the same doc.
+    The metadata `filename` is the name the user gave (see `named_files`), as an upload's."""
     return [
         SourceFile(
             path=p,
             doc_id=doc_id_for(str(p)),
             acl_groups=tuple(acl_groups),
-            metadata=dict(metadata or {}),
+            metadata={"filename": name, **(metadata or {})},
         )
-        for p in discover_files(paths)
+        for p, name in named_files(paths).items()
     ]
 
 
