@@ -14,7 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import open_access
 from api.errors import error_body, install_error_handlers
 from api.observability import install_observability, watch_queue_depth
+from api.openapi import install_openapi
 from api.routes import chat, conversations, evaluations, health, keys, models, search
+from api.routes.docs import install_docs
 from api.routes.indexes import install_ingestion_routes
 from api.routes.playground import install_playground
 from api.services import open_services
@@ -40,13 +42,18 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Answers from your documents, with citations (Azure OpenAI On Your Data API).",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN; api/routes/docs.py serves ours
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_openapi(app)
     for module in (chat, conversations, search, models, evaluations, health):
         app.include_router(module.router)
     app.include_router(keys.router)
     install_ingestion_routes(app)
     install_playground(app)
+    install_docs(app, enabled=settings.api.docs)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.api.max_request_bytes,

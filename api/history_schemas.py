@@ -22,6 +22,7 @@ from core.conversations import (
     Message,
     Rating,
 )
+from core.text import VisibleText
 
 MAX_COMMENT_CHARS = 4000
 
@@ -34,13 +35,13 @@ class ConversationCreate(_Request):
     """POST /v1/conversations: an empty conversation (the id is generated when omitted)."""
 
     id: str | None = Field(default=None, min_length=1, max_length=128)
-    title: str = Field(default="", max_length=MAX_TITLE_CHARS)
+    title: VisibleText = Field(default="", max_length=MAX_TITLE_CHARS)
 
 
 class ConversationRename(_Request):
     """PATCH /v1/conversations/{id}."""
 
-    title: str = Field(max_length=MAX_TITLE_CHARS)
+    title: VisibleText = Field(max_length=MAX_TITLE_CHARS)
 
 
 class FeedbackIn(_Request):

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 INDEX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 
+MAX_REFRESH_INTERVAL_S = 366 * 24 * 3600
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -126,7 +128,8 @@ class JobCreateBody(_Body):
     sources: list[Source] = Field(min_length=1, max_length=100)
     acl_groups: list[str] = Field(default_factory=list, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    refresh_interval_s: int | None = Field(default=None, ge=1)
+    # at most a year: the next run's time must stay a date (a larger value was a 500)
+    refresh_interval_s: int | None = Field(default=None, ge=1, le=MAX_REFRESH_INTERVAL_S)
 
 
 class JobProgress(BaseModel):

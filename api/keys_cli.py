@@ -12,16 +12,23 @@ import typer
 
 from core.cli import command_group
 from core.errors import OndataError
-from core.keys import ApiKeyInfo, KeyStore, clean_names, parse_groups, parse_role
-from core.settings import load_settings
+from core.keys import (
+    MAX_PER_MINUTE,
+    ApiKeyInfo,
+    KeyStore,
+    clean_names,
+    parse_groups,
+    parse_role,
+)
+from core.settings import Settings, load_settings
 
 app = command_group("Create, list and revoke API keys.")
 
 
-def _store() -> KeyStore:
+def _store(settings: Settings | None = None) -> KeyStore:
     from core.db import make_engine
 
-    settings = load_settings()
+    settings = settings or load_settings()
     return KeyStore(make_engine(settings.resolved_database_url))
 
 
@@ -70,8 +77,12 @@ def create(
         None, "--indexes", help="Indexes the key may use, comma-separated [default: all]."
     ),
     name: str = typer.Option("", "--name", help="A label shown by `keys list`."),
-    rpm: int = typer.Option(None, "--requests-per-minute", min=1, help="Override the default."),
-    tpm: int = typer.Option(None, "--tokens-per-minute", min=1, help="Override the default."),
+    rpm: int = typer.Option(
+        None, "--requests-per-minute", min=1, max=MAX_PER_MINUTE, help="Override the default."
+    ),
+    tpm: int = typer.Option(
+        None, "--tokens-per-minute", min=1, max=MAX_PER_MINUTE, help="Override the default."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the key as one JSON line."),
 ) -> None:
     """Create a key; it is printed once and only its hash is stored."""
@@ -117,9 +128,11 @@ def revoke(
     key_id: str = typer.Argument(..., help="The key's id or its od_<id> prefix."),
     as_json: bool = typer.Option(False, "--json", help="Print the revoked key as JSON."),
 ) -> None:
-    """Revoke a key: requests with it answer 401 from now on."""
+    """Revoke a key: requests with it answer 401 from now on. The last admin key (with its
+    scope) is kept unless the operator key (ONDATA_API__API_KEY) is configured."""
+    settings = load_settings()
     try:
-        info = _store().revoke(key_id)
+        info = _store(settings).revoke(key_id, allow_last_admin=settings.api.api_key is not None)
     except OndataError as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps(_as_dict(info)) if as_json else _line(info))

@@ -57,7 +57,10 @@ class RequestMessage(_Request):
     @classmethod
     def _text_parts_only(cls, content: Any) -> Any:
         if isinstance(content, list):
-            kinds = {p.get("type") for p in content if isinstance(p, dict)} - {"text"}
+            types = [p.get("type") for p in content if isinstance(p, dict)]
+            if not all(isinstance(t, str) for t in types):
+                raise ValueError("each content part needs a string type, such as 'text'")
+            kinds = set(types) - {"text"}
             if kinds:
                 unsupported = ", ".join(sorted(map(str, kinds)))
                 raise ValueError(f"only text content parts are supported, not {unsupported}")

@@ -110,6 +110,14 @@ class ApiKeyNotFoundError(NotFoundError):
     code = "api_key_not_found"
 
 
+class LastAdminKeyError(OndataError):
+    """Revoking this key would leave no admin key that reaches every index and document."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "last_admin_key"
+
+
 class DocumentNotFoundError(NotFoundError):
     """No document has that id in the index."""
 

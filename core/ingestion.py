@@ -26,6 +26,7 @@ from core.errors import (
 from core.filetypes import SUPPORTED_EXTENSIONS, is_supported, unsupported_message
 from core.netguard import AddressPolicy, Resolver, checked_addresses, system_resolve
 from core.settings import Settings
+from core.text import without_invisible
 
 SUPPORTED_UPLOAD_EXTENSIONS: frozenset[str] = SUPPORTED_EXTENSIONS
 """The table's extensions (core/filetypes.py): uploads follow the same rule as every path."""
@@ -37,10 +38,11 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 
 def safe_filename(name: str) -> str:
     """A file name that is safe on any filesystem: the last path segment of what the client
-    sent, normalised (NFC), without control or reserved characters, no leading dots, at most
+    sent, normalised (NFC), without reserved characters (ASCII controls become `_`), without
+    invisible ones (bidi overrides and marks, zero-width, C1 controls), no leading dots, at most
     MAX_NAME_BYTES bytes (extension kept). Raises InvalidRequestError if nothing is left."""
     base = re.split(r"[\\/]", unicodedata.normalize("NFC", name))[-1]
-    base = _SPACES.sub(" ", _UNSAFE.sub("_", base)).strip(" ._")
+    base = _SPACES.sub(" ", without_invisible(_UNSAFE.sub("_", base))).strip(" ._")
     stem, dot, ext = base.rpartition(".")
     if not dot:
         stem, ext = base, ""

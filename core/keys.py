@@ -19,8 +19,15 @@ from sqlalchemy import JSON, DateTime, Integer, String, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from core.access import Scope
 from core.db import Base
-from core.errors import ApiKeyNotFoundError, InvalidRequestError, PermissionDeniedError
+from core.errors import (
+    ApiKeyNotFoundError,
+    InvalidRequestError,
+    LastAdminKeyError,
+    PermissionDeniedError,
+)
+from core.text import without_invisible
 
 Role = Literal["reader", "contributor", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -29,6 +36,8 @@ KEY_PREFIX = "od_"
 _ID_BYTES = 6
 _SECRET_BYTES = 32
 _MAX_NAME = 128
+# per-key limits: the columns are 32-bit integers on PostgreSQL (a larger value was a 500)
+MAX_PER_MINUTE = 1_000_000_000
 
 
 def _now() -> dt.datetime:
@@ -180,6 +189,10 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def _scope(info: ApiKeyInfo) -> Scope:
+    return Scope(role=info.role, indexes=info.indexes, groups=info.groups)
+
+
 def principal_for(info: ApiKeyInfo) -> Principal:
     """The principal an active key acts as."""
     return Principal(
@@ -221,7 +234,7 @@ class KeyStore:
         row = ApiKeyRecord(
             id=key_id,
             key_hash=hash_key(key),
-            name=name,
+            name=without_invisible(name),
             role=parse_role(role),
             groups=None if groups is None else list(clean_names(groups, param="groups")),
             indexes=None if indexes is None else list(clean_names(indexes, param="indexes")),
@@ -246,13 +259,40 @@ class KeyStore:
         with self._sessions.begin() as s:
             return _info(self._row(s, key_id))
 
-    def revoke(self, key_id: str) -> ApiKeyInfo:
-        """Revoke a key by id (or its `od_<id>` prefix); revoking twice keeps the first time."""
+    def revoke(self, key_id: str, *, allow_last_admin: bool = False) -> ApiKeyInfo:
+        """Revoke a key by id (or its `od_<id>` prefix); revoking twice keeps the first time.
+
+        LastAdminKeyError (409) for an active admin key when no other active admin key would
+        hold its scope (so nobody could manage keys there any more), unless `allow_last_admin`
+        (an operator key is configured, so nobody is locked out).
+        """
         with self._sessions.begin() as s:
             row = self._row(s, key_id)
             if row.revoked_at is None:
+                if not allow_last_admin:
+                    self._keep_an_admin(s, row)
                 row.revoked_at = _now()
             return _info(row)
+
+    @staticmethod
+    def _keep_an_admin(session: Session, row: ApiKeyRecord) -> None:
+        if row.role != "admin":
+            return
+        others = session.scalars(
+            select(ApiKeyRecord).where(
+                ApiKeyRecord.role == "admin",
+                ApiKeyRecord.revoked_at.is_(None),
+                ApiKeyRecord.id != row.id,
+            )
+        )
+        scope = _scope(_info(row))
+        if not any(_scope(_info(o)).contains(scope) for o in others):
+            raise LastAdminKeyError(
+                f"{KEY_PREFIX}{row.id} is the last admin key with its scope: revoking it would "
+                "lock administrators out. Create another admin key first (`ondata keys create "
+                "--role admin`), or configure the operator key (ONDATA_API__API_KEY).",
+                param="key_id",
+            )
 
     @staticmethod
     def _row(session: Session, key_id: str) -> ApiKeyRecord:

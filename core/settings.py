@@ -236,6 +236,9 @@ class ApiSettings(Section):
     tokens_per_minute: int | None = Field(default=None, ge=1)
     # Redis shared by every API process for the limits above; None: per-process counters
     rate_limit_redis_url: str | None = None
+    # Swagger UI at /docs, its files from the fastapi-offline package (never a CDN); off by
+    # default. /openapi.json is always served.
+    docs: bool = False
 
 
 class EvaluationSettings(Section):

@@ -18,6 +18,7 @@ from api.convert import (
 )
 from api.deps import AnswersDep, CallerDep, SettingsDep, require_api_key
 from api.history import ChatHistory, ChatHistoryDep, HistoryRecorder
+from api.openapi import EVENT_STREAM, KEYED, errors
 from api.schemas import ChatCompletion, ChatCompletionRequest
 from api.streaming import ChunkHead, grounded_frames, open_stream, plain_frames
 from core.errors import ChatModelNotConfiguredError, RequestTooLargeError
@@ -27,7 +28,11 @@ from retrieval.answer import AnswerService
 from retrieval.chat import ChatModel
 from retrieval.prompts import count_tokens, message_tokens
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["chat"])
+router = APIRouter(
+    dependencies=[Depends(require_api_key)],
+    tags=["chat"],
+    responses=KEYED | errors(403, 404, 502, 503, 504),
+)
 
 # Grounded streams hold back the context chunk and the first content chunk, plain streams
 # their first chunk, so upstream failures before any text still get a proper HTTP status.
@@ -35,7 +40,7 @@ GROUNDED_PREFETCH = 2
 PLAIN_PREFETCH = 1
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletion)
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=EVENT_STREAM)
 async def chat_completions(
     body: ChatCompletionRequest,
     answers: AnswersDep,
@@ -47,7 +52,11 @@ async def chat_completions(
     return await _complete(body, answers=answers, settings=settings, history=history, caller=caller)
 
 
-@router.post("/openai/deployments/{deployment}/chat/completions", response_model=ChatCompletion)
+@router.post(
+    "/openai/deployments/{deployment}/chat/completions",
+    response_model=ChatCompletion,
+    responses=EVENT_STREAM,
+)
 async def azure_chat_completions(
     deployment: str,
     body: ChatCompletionRequest,

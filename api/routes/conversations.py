@@ -29,12 +29,13 @@ from api.history_schemas import (
     feedback_out,
     feedback_review_out,
 )
+from api.openapi import KEYED, errors
+from api.pagination import Offset
 from core.conversations import FeedbackCategory, Rating
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], responses=KEYED)
 
 Limit = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0)]
 CONVERSATION = "/v1/conversations/{conversation_id}"
 FEEDBACK = CONVERSATION + "/messages/{message_id}/feedback"
 
@@ -48,7 +49,7 @@ async def list_conversations(
     return ConversationList(data=[conversation_out(c) for c in rows])
 
 
-@router.post("/v1/conversations", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/conversations", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def create_conversation(
     body: ConversationCreate, _: Reader, owner: OwnerDep, store: ConversationsDep
 ) -> ConversationOut:
@@ -57,7 +58,7 @@ async def create_conversation(
     return conversation_out(row)
 
 
-@router.get(CONVERSATION)
+@router.get(CONVERSATION, responses=errors(404))
 async def get_conversation(
     conversation_id: str, _: Reader, owner: OwnerDep, store: ConversationsDep
 ) -> ConversationDetailOut:
@@ -66,7 +67,7 @@ async def get_conversation(
     return conversation_detail_out(row)
 
 
-@router.patch(CONVERSATION)
+@router.patch(CONVERSATION, responses=errors(404))
 async def rename_conversation(
     conversation_id: str,
     body: ConversationRename,
@@ -78,7 +79,7 @@ async def rename_conversation(
     return conversation_out(row)
 
 
-@router.delete(CONVERSATION)
+@router.delete(CONVERSATION, responses=errors(404))
 async def delete_conversation(
     conversation_id: str, _: Reader, owner: OwnerDep, store: ConversationsDep
 ) -> ConversationDeleted:
@@ -87,7 +88,7 @@ async def delete_conversation(
     return ConversationDeleted(id=conversation_id)
 
 
-@router.put(FEEDBACK)
+@router.put(FEEDBACK, responses=errors(404))
 async def give_feedback(
     conversation_id: str,
     message_id: str,
@@ -109,7 +110,7 @@ async def give_feedback(
     return feedback_out(feedback)
 
 
-@router.delete(FEEDBACK)
+@router.delete(FEEDBACK, responses=errors(404))
 async def withdraw_feedback(
     conversation_id: str, message_id: str, _: Reader, owner: OwnerDep, store: ConversationsDep
 ) -> FeedbackDeleted:
@@ -117,7 +118,7 @@ async def withdraw_feedback(
     return FeedbackDeleted(message_id=message_id, deleted=deleted)
 
 
-@router.get("/v1/feedback")
+@router.get("/v1/feedback", responses=errors(403))
 async def list_feedback(
     _: Admin,
     store: ConversationsDep,

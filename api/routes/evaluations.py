@@ -14,10 +14,11 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from api.deps import SettingsDep, require_api_key
+from api.openapi import KEYED, errors
 from api.schemas import EvaluationList, EvaluationRunOut
 from core.errors import EvaluationNotFoundError
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["evaluations"])
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["evaluations"], responses=KEYED)
 
 RUNS_DIR = "evaluations"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -36,7 +37,7 @@ def list_evaluations(settings: SettingsDep) -> EvaluationList:
     return EvaluationList(data=found)
 
 
-@router.get("/v1/evaluations/{run_id}")
+@router.get("/v1/evaluations/{run_id}", responses=errors(404))
 def get_evaluation(run_id: str, settings: SettingsDep) -> dict[str, Any]:
     """The run's full summary.json."""
     summary = _summary(settings.data_dir / RUNS_DIR / run_id) if _RUN_ID.match(run_id) else None

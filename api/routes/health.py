@@ -7,6 +7,7 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.services import Services
 
@@ -19,7 +20,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    """`ready`, or `starting` / `not_ready` (503) with what failed."""
+
+    status: str
+    checks: dict[str, str] | None = None
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Starting, or a check failed"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:

@@ -22,9 +22,11 @@ from api.ingestion_schemas import (
     IndexUpdateBody,
     UploadAccepted,
 )
+from api.openapi import DOCUMENT_CONTENT, KEYED, errors
+from api.pagination import Offset
 from api.routes import jobs
 
-router = APIRouter(tags=["indexes"])
+router = APIRouter(tags=["indexes"], responses=KEYED | errors(403))
 
 
 def install_ingestion_routes(app: FastAPI) -> None:
@@ -33,7 +35,7 @@ def install_ingestion_routes(app: FastAPI) -> None:
     app.include_router(jobs.router)
 
 
-@router.post("/v1/indexes", status_code=201)
+@router.post("/v1/indexes", status_code=201, responses=errors(409))
 def create_index(body: IndexCreateBody, services: ServicesDep, principal: Admin) -> IndexOut:
     principal.require_index(body.name, param="name")
     return ingestion.create_index(services, body)
@@ -44,26 +46,26 @@ def list_indexes(services: ServicesDep, principal: Reader) -> IndexList:
     return IndexList(data=ingestion.list_indexes(services, principal))
 
 
-@router.get("/v1/indexes/{name}")
+@router.get("/v1/indexes/{name}", responses=errors(404))
 def get_index(name: str, services: ServicesDep, principal: Reader) -> IndexOut:
     principal.require_index(name, param="name")
     return ingestion.index_out(services, name)
 
 
-@router.patch("/v1/indexes/{name}")
+@router.patch("/v1/indexes/{name}", responses=errors(404, 409))
 def update_index(
     name: str, body: IndexUpdateBody, services: ServicesDep, _: IndexAdmin
 ) -> IndexOut:
     return ingestion.update_index(services, name, body)
 
 
-@router.delete("/v1/indexes/{name}")
+@router.delete("/v1/indexes/{name}", responses=errors(404, 409))
 def delete_index(name: str, services: ServicesDep, _: IndexAdmin) -> IndexDeleted:
     ingestion.delete_index(services, name)
     return IndexDeleted(name=name)
 
 
-@router.post("/v1/indexes/{name}/documents", status_code=202)
+@router.post("/v1/indexes/{name}/documents", status_code=202, responses=errors(404, 415, 503))
 async def upload_documents(
     name: str,
     services: ServicesDep,
@@ -84,14 +86,14 @@ async def upload_documents(
     )
 
 
-@router.get("/v1/indexes/{name}/documents")
+@router.get("/v1/indexes/{name}/documents", responses=errors(404))
 def list_documents(
     name: str,
     services: ServicesDep,
     principal: IndexContributor,
     status: Annotated[str | None, Query(pattern="^(indexed|failed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> DocumentList:
     data, total = ingestion.list_documents(
         services, name, principal, status=status, limit=limit, offset=offset
@@ -99,14 +101,16 @@ def list_documents(
     return DocumentList(data=data, total=total)
 
 
-@router.get("/v1/indexes/{name}/documents/{doc_id}")
+@router.get("/v1/indexes/{name}/documents/{doc_id}", responses=errors(404))
 def get_document(
     name: str, doc_id: str, services: ServicesDep, principal: IndexContributor
 ) -> DocumentOut:
     return ingestion.document_out(ingestion.get_document(services, name, doc_id, principal))
 
 
-@router.get("/v1/indexes/{name}/documents/{doc_id}/content")
+@router.get(
+    "/v1/indexes/{name}/documents/{doc_id}/content", responses=DOCUMENT_CONTENT | errors(404)
+)
 def document_content(
     name: str, doc_id: str, services: ServicesDep, principal: IndexReader
 ) -> Response:
@@ -119,7 +123,7 @@ def document_content(
     return FileResponse(source, filename=filename, content_disposition_type="attachment")
 
 
-@router.delete("/v1/indexes/{name}/documents/{doc_id}")
+@router.delete("/v1/indexes/{name}/documents/{doc_id}", responses=errors(404, 409))
 def delete_document(
     name: str, doc_id: str, services: ServicesDep, principal: IndexContributor
 ) -> DocumentDeleted:

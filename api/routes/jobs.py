@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query
 from api import ingestion
 from api.deps import Contributor, ServicesDep
 from api.ingestion_schemas import JobCreateBody, JobList, JobOut
+from api.openapi import KEYED, errors
 from core import jobs
 
-router = APIRouter(tags=["ingestion"])
+router = APIRouter(tags=["ingestion"], responses=KEYED | errors(403))
 
 
-@router.post("/v1/ingestion/jobs", status_code=202)
+@router.post("/v1/ingestion/jobs", status_code=202, responses=errors(404, 503))
 def create_job(body: JobCreateBody, services: ServicesDep, principal: Contributor) -> JobOut:
     job = ingestion.create_sources_job(services, body, principal)
     return ingestion.job_out(services, job)
@@ -34,18 +35,18 @@ def list_jobs(
     return JobList(data=[ingestion.job_out(services, j) for j in visible])
 
 
-@router.get("/v1/ingestion/jobs/{job_id}")
+@router.get("/v1/ingestion/jobs/{job_id}", responses=errors(404))
 def get_job(job_id: str, services: ServicesDep, principal: Contributor) -> JobOut:
     return ingestion.job_out(services, ingestion.get_job(services, job_id, principal))
 
 
-@router.post("/v1/ingestion/jobs/{job_id}/cancel")
+@router.post("/v1/ingestion/jobs/{job_id}/cancel", responses=errors(404, 409))
 def cancel_job(job_id: str, services: ServicesDep, principal: Contributor) -> JobOut:
     ingestion.get_job(services, job_id, principal)
     return ingestion.job_out(services, jobs.request_cancel(services.store, job_id))
 
 
-@router.delete("/v1/ingestion/jobs/{job_id}")
+@router.delete("/v1/ingestion/jobs/{job_id}", responses=errors(404, 409))
 def delete_job(job_id: str, services: ServicesDep, principal: Contributor) -> JobOut:
     """The same as cancel (the record stays, so its outcome can still be read)."""
     return cancel_job(job_id, services, principal)

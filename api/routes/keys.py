@@ -14,10 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AccessDep, Admin
+from api.openapi import KEYED, errors
 from core.errors import PermissionDeniedError
-from core.keys import ApiKeyInfo, Principal, Role, clean_names, default_groups
+from core.keys import MAX_PER_MINUTE, ApiKeyInfo, Principal, Role, clean_names, default_groups
 
-router = APIRouter(tags=["keys"])
+router = APIRouter(tags=["keys"], responses=KEYED | errors(403))
 
 
 class KeyCreateBody(BaseModel):
@@ -30,8 +31,8 @@ class KeyCreateBody(BaseModel):
     groups: list[str] | None = None
     indexes: list[str] | None = None
     name: str = Field(default="", max_length=200)
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_PER_MINUTE)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_PER_MINUTE)
 
 
 class KeyOut(BaseModel):
@@ -139,10 +140,12 @@ async def list_keys(
     return KeyList(data=[key_out(i) for i in infos if can_manage(admin, i)])
 
 
-@router.delete("/v1/keys/{key_id}")
+@router.delete("/v1/keys/{key_id}", responses=errors(404, 409))
 async def revoke_key(key_id: str, admin: Admin, access: AccessDep) -> KeyOut:
     """Revoke a key (by id or `od_<id>` prefix); it answers 401 from then on."""
     info = await run_in_threadpool(access.keys.get, key_id)
     if not can_manage(admin, info):
         raise PermissionDeniedError("the key has scope beyond the caller's", param="key_id")
-    return key_out(await run_in_threadpool(access.keys.revoke, key_id))
+    operator = access.settings.api_key is not None
+    revoked = await run_in_threadpool(access.keys.revoke, key_id, allow_last_admin=operator)
+    return key_out(revoked)

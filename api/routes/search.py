@@ -9,9 +9,14 @@ from fastapi.responses import Response
 
 from api.convert import fallback_headers, reranks, search_request, search_response
 from api.deps import CallerDep, SearcherDep, require_api_key
+from api.openapi import KEYED, errors
 from api.schemas import QueryType, SearchCapabilities, SearchRequestBody, SearchResponse
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["search"])
+router = APIRouter(
+    dependencies=[Depends(require_api_key)],
+    tags=["search"],
+    responses=KEYED | errors(403, 404, 502, 503),
+)
 
 
 @router.get("/v1/search/capabilities")

@@ -9,7 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.db import make_engine
-from core.errors import ApiKeyNotFoundError, InvalidRequestError, PermissionDeniedError
+from core.errors import (
+    ApiKeyNotFoundError,
+    InvalidRequestError,
+    LastAdminKeyError,
+    PermissionDeniedError,
+)
 from core.keys import (
     ApiKeyRecord,
     KeyStore,
@@ -82,7 +87,7 @@ def test_keys_revoking_an_unknown_id_is_not_found(keys: KeyStore) -> None:
 
 def test_keys_any_exist_stays_true_after_revocation(keys: KeyStore, engine: Engine) -> None:
     assert not keys.any_exist()
-    created = keys.create(role="admin")
+    created = keys.create(role="reader")
     keys.revoke(created.info.id)
     assert KeyStore(engine).any_exist()
 
@@ -119,3 +124,23 @@ def test_principal_roles_nest_and_scopes_restrict() -> None:
         reader.require_role("contributor")
     with pytest.raises(PermissionDeniedError, match="'y'"):
         reader.require_index("y")
+
+
+def test_keys_an_admin_key_is_kept_while_no_other_admin_holds_its_scope(keys: KeyStore) -> None:
+    full = keys.create(role="admin")
+    scoped = keys.create(role="admin", indexes=["x"], groups=["hr"])
+    keys.create(role="contributor")
+    with pytest.raises(LastAdminKeyError, match="last admin key"):
+        keys.revoke(full.info.id)  # the scoped admin could not manage the other indexes
+    assert keys.revoke(scoped.info.id).revoked  # the full admin holds its scope
+    with pytest.raises(LastAdminKeyError):
+        keys.revoke(full.info.prefix)
+    assert not keys.get(full.info.id).revoked
+    assert keys.revoke(full.info.id, allow_last_admin=True).revoked
+
+
+def test_keys_a_second_full_admin_lets_the_first_go_and_names_are_visible(keys: KeyStore) -> None:
+    first = keys.create(role="admin", name="ops\u202e\x1b[0mroot")
+    assert first.info.name == "ops[0mroot"
+    keys.create(role="admin")
+    assert keys.revoke(first.info.id).revoked

@@ -50,13 +50,16 @@ MB = 1024 * 1024
         ("  spaced   out  .txt ", "spaced out.txt"),
         ("Cafe\u0301.md", "Caf\u00e9.md"),
         ("x" * 500 + ".docx", "x" * 195 + ".docx"),
+        ("inv\u202egpj.exe.txt", "invgpj.exe.txt"),
+        ("\u2066a\u2069\u200e\u200f\u200b\ufeff\u202a\u202c\x85b.md", "ab.md"),
+        ("lone\ud800surrogate.txt", "lonesurrogate.txt"),
     ],
 )
 def test_safe_filename_keeps_names_inside_their_folder(sent: str, safe: str) -> None:
     assert safe_filename(sent) == safe
 
 
-@pytest.mark.parametrize("sent", ["", "..", "/", "...", "\x00\x01"])
+@pytest.mark.parametrize("sent", ["", "..", "/", "...", "\x00\x01", "\u202e\u2066.\u200f"])
 def test_safe_filename_refuses_names_with_nothing_left(sent: str) -> None:
     with pytest.raises(InvalidRequestError):
         safe_filename(sent)
