@@ -276,7 +276,10 @@ def serve(in_fd: int, out_fd: int, warmup: str, memory_limit_mb: int = 0) -> Non
             module, _, name = warmup.partition(":")
             getattr(import_module(module), name)()
     except BaseException as exc:
-        results.send_bytes(pickle.dumps(("failed", f"{type(exc).__name__}: {exc}")))
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            reason = f"{memory_limit_error().message}: too little to start a parser process"
+        results.send_bytes(pickle.dumps(("failed", reason)))
         return
     results.send_bytes(pickle.dumps((_READY, None)))
     while True:

@@ -13,7 +13,12 @@ from typing import TypeVar
 
 import pytest
 
-from core.errors import DamagedDocumentError, DecompressionBombError, ParseMemoryLimitError
+from core.errors import (
+    DamagedDocumentError,
+    DecompressionBombError,
+    DocumentParseError,
+    ParseMemoryLimitError,
+)
 from core.settings import IngestSettings
 from ingest.filetypes import FileType, check_unpacked_size
 from ingest.parse_pool import ParserPool
@@ -108,3 +113,13 @@ def test_pool_memory_limit_holds_for_the_processes_a_worker_starts() -> None:
 def test_pool_without_a_limit_allocates_freely() -> None:
     with ParserPool(max_workers=1) as pool:
         assert pool.run(allocate, 600, timeout_s=60) == 600 * MB
+
+
+def test_a_limit_too_small_to_start_a_parser_says_so() -> None:
+    with (
+        ParserPool(
+            max_workers=1, warmup="ingest.formats:warm_up_worker", memory_limit_mb=150
+        ) as pool,
+        pytest.raises(DocumentParseError, match=r"\(150 MB, ingest\.parse_memory_mb\): too little"),
+    ):
+        pool.run(len, "x", timeout_s=60)
