@@ -8,6 +8,7 @@ the answering model is the loopback OpenAI-compatible fake.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,12 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from openai import AzureOpenAI, OpenAI
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from api.app import create_app
 from api.convert import FALLBACK_HEADER
 from core.settings import ApiSettings, RerankSettings, Settings
+from retrieval.cli import register as register_search
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.rerank_server import FakeRerankServer, overlap_score
 from tests.integration.api_support import INDEX, build_index, serve_in_thread
@@ -264,3 +268,37 @@ def test_eval_retrieval_refuses_semantic_modes_without_a_reranker(tmp_path: Path
     assert result.exit_code == 1
     assert "ONDATA_RERANK__BACKEND" in result.output
     assert not (tmp_path / "data").exists()  # refused before indexing anything
+
+
+def _search_cli(data: Path, *argv: str, **env: str) -> tuple[int, str]:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """ondata (test root)."""
+
+    register_search(app)
+    result = CliRunner().invoke(
+        app,
+        ["search", *argv, "--index", INDEX, "--json"],
+        env={"ONDATA_DATA_DIR": str(data), **env},
+    )
+    return result.exit_code, result.output
+
+
+def test_search_cli_takes_the_semantic_query_types(
+    seed: Path, tmp_path: Path, rerank_fake: FakeRerankServer
+) -> None:
+    data = tmp_path / "ondata"
+    shutil.copytree(seed, data)
+    remote = {"ONDATA_RERANK__BACKEND": "remote", "ONDATA_RERANK__BASE_URL": rerank_fake.base_url}
+    code, output = _search_cli(data, QUESTION, "--mode", "semantic", "--strictness", "1", **remote)
+    assert code == 0, output
+    results = json.loads(output.splitlines()[-1])["results"]
+    assert results
+    assert results[0]["rerank_score"] == max(r["rerank_score"] for r in results)
+    assert rerank_fake.last_request.body["query"] == QUESTION
+    code, output = _search_cli(data, QUESTION, "--mode", "vector_semantic_hybrid")
+    assert code == 0, output
+    assert "no reranker configured, so vector_semantic_hybrid ran as hybrid" in output
+    assert all(r["rerank_score"] is None for r in json.loads(output.splitlines()[-1])["results"])
