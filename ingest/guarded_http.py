@@ -10,6 +10,8 @@ carry a request for another host.
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 
 from core.netguard import AddressPolicy, Resolver, checked_addresses, system_resolve
@@ -20,11 +22,17 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 class GuardedTransport(httpx.BaseTransport):
     """Sends each request to an address the policy allows (AddressNotAllowedError else)."""
 
-    def __init__(self, *, policy: AddressPolicy, resolve: Resolver = system_resolve) -> None:
+    def __init__(
+        self,
+        *,
+        policy: AddressPolicy,
+        resolve: Resolver = system_resolve,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self._policy = policy
         self._resolve = resolve
         self._inner = httpx.HTTPTransport(
-            trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
+            verify=verify, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

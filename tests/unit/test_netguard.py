@@ -5,7 +5,11 @@ Traffic only ever goes to a loopback server; every refusal is checked without co
 
 from __future__ import annotations
 
+import datetime
+import ssl
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
@@ -351,3 +355,76 @@ def test_crawl_refuses_a_hop_from_an_allowed_name_to_loopback(
         "networks with jobs.url_allow)"
     )
     assert seen[before:] == [(f"www.example.test:{port}", "/to-loopback")]
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` (and the key), its own CA."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def test_transport_pins_https_keeping_the_tls_name(tmp_path: Path) -> None:
+    """Connecting to the checked address must not break TLS: SNI and the certificate check
+    use the URL's name, so a certificate for another name is still refused."""
+    cert, key = _self_signed(tmp_path, "intranet.example")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    trust = ssl.create_default_context(cafile=str(cert))
+    resolve = _resolver({"intranet.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+    try:
+        for host, ok in (("intranet.example", True), ("other.example", False)):
+            transport = GuardedTransport(policy=LOOPBACK_ALLOWED, resolve=resolve, verify=trust)
+            with httpx.Client(transport=transport) as client:
+                if ok:
+                    assert client.get(f"https://{host}:{port}/").text == "hello"
+                else:
+                    with pytest.raises(httpx.ConnectError, match="certificate"):
+                        client.get(f"https://{host}:{port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert names[:2] == ["intranet.example", "other.example"]
