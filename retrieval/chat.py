@@ -30,6 +30,17 @@ from core.errors import (
 from core.models import ScoredChunk
 from core.settings import ChatSettings
 from retrieval.embedders import Embedder, Vectors
+from retrieval.evidence import (
+    OUTSIDE_SUPPORT_NOTE,
+    SENTENCE_FLOOR,
+    Answerability,
+    answerability,
+    fits_kind,
+    question_kind,
+    sentence_scores,
+    term_coverage,
+    term_weights,
+)
 from retrieval.rerank import retry_after_s
 from retrieval.sentences import (
     MIN_WORDS,
@@ -202,6 +213,8 @@ class _Sentence:
     text: str
     vector: Vectors | None = None
     """Stored at ingestion (retrieval/sentences.py); None: embed it now."""
+    position: int = 0
+    """Reading order over all the documents (document rank, then place in the chunk)."""
 
 
 class _VectorCache:
@@ -227,28 +240,18 @@ class _VectorCache:
         return np.stack([found[t] for t in texts])
 
 
-SENTENCE_FLOOR = {1: 0.05, 2: 0.30, 3: 0.40, 4: 0.50, 5: 0.60}
-"""The cosine a sentence needs with the question to be quoted, per strictness (1-5).
-
-With no sentence above it the extractive answer is empty, which an in_scope request turns
-into the refusal: the extractive answerer's way of saying the documents do not answer.
-Calibrated with `ondata eval answers` (all-MiniLM-L6-v2, stored sentence vectors): on
-MTRAG-UN, floors 0.05 / 0.3 / 0.4 / 0.5 / 0.6 refuse 0 / 1 / 28 / 67 / 86 of the 97
-unanswerable questions and 0 / 2 / 18 / 70 / 151 of the 332 answerable ones; on PubMedQA
-(200 answerable) 0.4 refuses 1 and 0.5 refuses 2. The default strictness 3 takes 0.4: most
-answerable questions answered, about a third of the unanswerable ones refused; a deployment
-that must refuse more raises strictness.
-"""
-
-
 class ExtractiveAnswerer:
-    """The embedded default: answers with the retrieved sentences closest to the question.
+    """The embedded default: answers with the retrieved sentences that answer the question.
 
     Not a ChatModel (it cannot chat without documents); AnswerService uses it when no chat
-    model is configured. Sentences are scored by cosine with the question using the search
-    embedder; the best ``max_sentences`` come out best first -- those scoring at least
-    ``SENTENCE_FLOOR[strictness]`` and ``relative_score`` times the best, without
-    near-repeats -- each cited ``[docN]`` with N its document's position in ``documents``.
+    model is configured. Candidate sentences are scored by retrieval/evidence.py (cosine with
+    the question, the question's IDF-weighted terms, the chunk's rank, the kind of answer
+    asked for); the best comes first, then up to ``max_sentences - 1`` more -- scoring at
+    least ``SENTENCE_FLOOR[strictness]`` and ``relative_score`` times the best cosine,
+    without near-repeats -- in reading order, each cited ``[docN]`` with N its document's
+    position in ``documents``. When the evidence does not answer the question
+    (`evidence.Answerability`) the answer is empty, which an in_scope request turns into the
+    refusal; out of scope it quotes the closest sentences after `OUTSIDE_SUPPORT_NOTE`.
 
     Sentence vectors normally come stored with the chunks (retrieval/sentences.py). Sentences
     without one are embedded now, at most ``max_scored`` of them: those sharing the most query
@@ -284,13 +287,19 @@ class ExtractiveAnswerer:
         *,
         question_vector: Vectors | None = None,
         strictness: int = 3,
+        in_scope: bool = True,
     ) -> ChatResult:
         """An answer from documents labelled [doc1].. in that order ("" if no sentence fits).
 
         `question_vector`, when given, is the question's embedding (saves embedding it again).
         """
         return await asyncio.to_thread(
-            self.compose, question, documents, question_vector, strictness=strictness
+            self.compose,
+            question,
+            documents,
+            question_vector,
+            strictness=strictness,
+            in_scope=in_scope,
         )
 
     def compose(
@@ -300,33 +309,46 @@ class ExtractiveAnswerer:
         question_vector: Vectors | None = None,
         *,
         strictness: int = 3,
+        in_scope: bool = True,
     ) -> ChatResult:
         """The blocking body of `answer`."""
         found = candidate_sentences(
             documents, limit=self._max_candidates, dimension=self._embedder.dimension
         )
         stored = [c for c in found if c.vector is not None]
-        unscored = self._lexical_best(question, [c for c in found if c.vector is None])
-        candidates = stored + unscored
+        candidates = stored + self._lexical_best(question, [c for c in found if c.vector is None])
         if not candidates:
             return ChatResult(content="", model=self.name)
         query = self._embedder.embed_query(question) if question_vector is None else question_vector
-        scores = self._scores(candidates, stored, unscored, query)
-        picked = self._pick(candidates, scores, SENTENCE_FLOOR[strictness])
-        text = " ".join(_cited(s.text, s.doc) for s in picked)
-        return ChatResult(content=text, model=self.name)
+        scored = self._scored(question, candidates, query)
+        verdict = scored.verdict(question, [d.chunk.content for d in documents])
+        if verdict.answerable(strictness):
+            picked = self._pick(scored, SENTENCE_FLOOR[strictness])
+        elif in_scope:
+            return ChatResult(content="", model=self.name)
+        else:
+            picked, text = self._pick(scored, -1.0), OUTSIDE_SUPPORT_NOTE
+            return ChatResult(content=f"{text} {_quoted(picked)}", model=self.name)
+        return ChatResult(content=_quoted(picked), model=self.name)
 
-    def _scores(
-        self,
-        candidates: Sequence[_Sentence],
-        stored: Sequence[_Sentence],
-        unscored: Sequence[_Sentence],
-        query: Vectors,
-    ) -> np.ndarray:
+    def _scored(self, question: str, candidates: list[_Sentence], query: Vectors) -> _Scored:
+        """Every candidate's cosine, combined score and kind check (retrieval/evidence.py)."""
+        cosines = self._cosines(candidates, query)
+        terms = [set(self._terms.encode_query(c.text).indices) for c in candidates]
+        weights = term_weights(set(self._terms.encode_query(question).indices), terms)
+        kind = question_kind(question)
+        fits = [fits_kind(c.text, kind, question) for c in candidates]
+        ranks = [c.doc for c in candidates]
+        coverage = term_coverage(weights, terms)
+        scores = sentence_scores(cosines, coverage, fits, ranks)
+        return _Scored(candidates, cosines, coverage, scores, fits)
+
+    def _cosines(self, candidates: Sequence[_Sentence], query: Vectors) -> np.ndarray:
         """Cosine with the question: stored vectors as they are, the rest embedded now."""
-        rows = [c.vector for c in stored if c.vector is not None]
+        rows = [c.vector for c in candidates if c.vector is not None]
+        unscored = [c.text for c in candidates if c.vector is None]
         if unscored:
-            rows.extend(self._cache.embed(self._embedder, [c.text for c in unscored]))
+            rows.extend(self._cache.embed(self._embedder, unscored))
         return np.asarray(np.stack(rows) @ query, dtype=np.float32).reshape(len(candidates))
 
     def _lexical_best(self, question: str, candidates: list[_Sentence]) -> list[_Sentence]:
@@ -339,18 +361,50 @@ class ExtractiveAnswerer:
         best = sorted(range(len(candidates)), key=lambda i: (-overlap[i], i))
         return [candidates[i] for i in sorted(best[: self._max_scored])]
 
-    def _pick(
-        self, candidates: Sequence[_Sentence], scores: np.ndarray, min_score: float
-    ) -> list[_Sentence]:
-        picked: list[_Sentence] = []
-        floor = max(min_score, self._relative_score * float(scores.max()))
-        for index in np.argsort(-scores, kind="stable"):
-            sentence = candidates[int(index)]
-            if scores[index] < floor or len(picked) == self._max_sentences:
+    def _pick(self, scored: _Scored, min_cosine: float) -> list[_Sentence]:
+        """The best sentence, then the next best above the floors, in reading order."""
+        order = scored.order
+        best = scored.candidates[order[0]]
+        floor = max(min_cosine, self._relative_score * float(scored.cosines[order[0]]))
+        rest: list[_Sentence] = []
+        for index in order[1:]:
+            sentence = scored.candidates[index]
+            if len(rest) + 1 == self._max_sentences:
                 break
-            if not any(_near_same(sentence.text, p.text) for p in picked):
-                picked.append(sentence)
-        return picked
+            if scored.cosines[index] < floor:
+                continue
+            if not any(_near_same(sentence.text, p.text) for p in [best, *rest]):
+                rest.append(sentence)
+        return [best, *sorted(rest, key=lambda s: s.position)]
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Candidates with their cosines, combined scores and kind checks (aligned)."""
+
+    candidates: list[_Sentence]
+    cosines: np.ndarray
+    coverage: np.ndarray
+    scores: np.ndarray
+    fits: list[bool]
+
+    @property
+    def order(self) -> list[int]:
+        return [int(i) for i in np.argsort(-self.scores, kind="stable")]
+
+    def verdict(self, question: str, passages: Sequence[str]) -> Answerability:
+        """Answerability of the question by the best sentence and all the passages."""
+        first, *others = self.order
+        margin = float(self.scores[first] - self.scores[others[0]]) if others else 1.0
+        return answerability(
+            question,
+            passages=passages,
+            best=self.candidates[first].text,
+            cosine=float(self.cosines[first]),
+            coverage=float(self.coverage[first]),
+            margin=margin,
+            kind_fits=self.fits[first],
+        )
 
 
 def lexical_overlap(shared: Sequence[set[int]], lengths: Sequence[int]) -> list[float]:
@@ -380,7 +434,7 @@ def candidate_sentences(
             if unit.words < MIN_WORDS or key in seen:
                 continue
             seen.add(key)
-            out.append(_Sentence(doc=number, text=text, vector=vector))
+            out.append(_Sentence(doc=number, text=text, vector=vector, position=len(out)))
             if len(out) == limit:
                 return out
     return out
@@ -403,6 +457,10 @@ def _stored_vectors(
     else:
         found = [rows[k] if k < len(rows) else None for k in range(len(units))]
     return [row if row is not None and row.any() else None for row in found]
+
+
+def _quoted(sentences: Sequence[_Sentence]) -> str:
+    return " ".join(_cited(s.text, s.doc) for s in sentences)
 
 
 def _cited(sentence: str, doc: int) -> str:

@@ -16,7 +16,6 @@ from core.errors import (
 from core.settings import ChatSettings
 from retrieval.chat import (
     EXTRACTIVE_MODEL_NAME,
-    SENTENCE_FLOOR,
     AzureOpenAIChatModel,
     ChatMessage,
     ChatModel,
@@ -27,6 +26,7 @@ from retrieval.chat import (
     make_chat_model,
 )
 from retrieval.embedders import Embedder
+from retrieval.evidence import OUTSIDE_SUPPORT_NOTE, SENTENCE_FLOOR
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.unit.retrieval_corpus import scored_doc
 
@@ -76,6 +76,49 @@ def test_extractive_answerer_with_many_sentences_embeds_the_ones_sharing_query_t
     answerer = ExtractiveAnswerer(embedder, max_scored=2, relative_score=0.99)
     result = answerer.compose("When does the cafeteria open?", docs)
     assert result.content == "The cafeteria opens at eight and serves breakfast until ten [doc2]."
+
+
+def test_extractive_answer_puts_the_answer_first_and_the_rest_in_reading_order(
+    embedder: Embedder,
+) -> None:
+    docs = [
+        scored_doc(
+            1,
+            "Many Bibles were printed in France much later. Guyard de Moulin prepared the "
+            "first French version of the Scriptures around 1294. He was a Catholic priest.",
+        ),
+        scored_doc(2, "Lefevre published a French translation of the New Testament in 1523."),
+    ]
+    result = ExtractiveAnswerer(embedder).compose("When did the first French Bible appear?", docs)
+    assert "1294" in result.content.split(" [doc")[0]
+    assert result.content.index("Many Bibles") < result.content.index("Lefevre")
+
+
+def test_extractive_answer_refuses_a_negated_question_its_best_sentence_does_not_negate(
+    embedder: Embedder,
+) -> None:
+    docs = [
+        scored_doc(1, "The Court held that Austria was entitled to restrict university places.")
+    ]
+    question = "What was Austria not entitled to restrict?"
+    answerer = ExtractiveAnswerer(embedder)
+    assert answerer.compose(question, docs, strictness=3).content == ""
+    assert answerer.compose(question, docs, strictness=2).content.endswith("[doc1].")
+
+
+def test_extractive_answer_out_of_scope_quotes_below_the_floor_and_says_so(
+    embedder: Embedder,
+) -> None:
+    docs = [scored_doc(1, "The cafeteria opens at eight and serves soup on Fridays.")]
+    question = "Who cleans the office kitchen?"
+    answerer = ExtractiveAnswerer(embedder)
+    assert answerer.compose(question, docs, strictness=3).content == ""
+    quoted = answerer.compose(question, docs, strictness=3, in_scope=False).content
+    assert quoted == (
+        f"{OUTSIDE_SUPPORT_NOTE} The cafeteria opens at eight and serves soup on Fridays [doc1]."
+    )
+    supported = answerer.compose("When does the cafeteria open?", docs, in_scope=False)
+    assert not supported.content.startswith(OUTSIDE_SUPPORT_NOTE)
 
 
 def test_lexical_overlap_weighs_rare_shared_terms_and_short_sentences() -> None:
