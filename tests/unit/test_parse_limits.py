@@ -22,7 +22,7 @@ from core.errors import (
 from core.settings import IngestSettings
 from ingest.filetypes import FileType, check_unpacked_size
 from ingest.parse_pool import ParserPool
-from ingest.parsers import parse_file
+from ingest.parsers import WORKER_ENV, parse_file
 from tests.support.bombs import MB, forged_docx, forged_epub
 
 LIMITS = IngestSettings()
@@ -123,3 +123,28 @@ def test_a_limit_too_small_to_start_a_parser_says_so() -> None:
         pytest.raises(DocumentParseError, match=r"\(150 MB, ingest\.parse_memory_mb\): too little"),
     ):
         pool.run(len, "x", timeout_s=60)
+
+
+def loaded(prefixes: tuple[str, ...]) -> list[str]:
+    """The modules this process has imported whose names start with one of `prefixes`."""
+    return sorted(name for name in sys.modules if name.startswith(prefixes))
+
+
+_EMBEDDING_STACK = ("onnxruntime", "retrieval", "fastembed", "sentence_transformers", "qdrant")
+
+
+def test_documents_parse_under_the_default_limit_without_the_embedding_stack() -> None:
+    """The default ingest.parse_memory_mb fits ordinary documents (pandoc for ODT and RTF,
+    OCR-free PDF, DOCX); and the model and index never load in the limited processes."""
+    settings = IngestSettings(file_timeout_s=120)
+    samples = Path(__file__).resolve().parents[2] / "data" / "samples"
+    names = ("fake-memo.pdf", "trustee-handbook-chapter4.docx", "simple.odt", "fake-doc.rtf")
+    with ParserPool(
+        max_workers=1,
+        warmup="ingest.formats:warm_up_worker",
+        env=WORKER_ENV,
+        memory_limit_mb=settings.parse_memory_mb,
+    ) as pool:
+        for name in names:
+            assert parse_file(samples / name, settings=settings, runner=pool).elements
+        assert pool.run(loaded, _EMBEDDING_STACK, timeout_s=60) == []
