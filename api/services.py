@@ -54,6 +54,7 @@ async def open_services(
         indexes=catalog,
         reranker=reranker,
         rerank_candidates=settings.rerank.candidates,
+        retrieval=settings.retrieval,
     )
     model = make_chat_model(settings.chat, embedder=embedder)
     answers = AnswerService(searcher=searcher, model=model, chat_settings=settings.chat)

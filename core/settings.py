@@ -214,6 +214,27 @@ class RerankSettings(Section):
         return self
 
 
+class RetrievalSettings(Section):
+    """How search ranks: fusion, candidate depth, and BM25 (chosen on SciFact train and by
+    rules that hold off it; docs/evaluation.md has the evidence).
+
+    bm25_* shape what an index stores: an index encoded otherwise is re-encoded from its
+    chunks' text after the next write (retrieval/corpus_bm25.py; no embedding model run).
+    """
+
+    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+    # candidates each side (dense, BM25) brings to a hybrid fusion
+    candidates: int = Field(default=100, ge=1, le=1000)
+    bm25_k1: float = Field(default=1.2, ge=0.0, le=10.0)
+    bm25_b: float = Field(default=0.75, ge=0.0, le=1.0)
+    # corpus: the mean chunk length follows each index; fixed: always bm25_avg_len
+    bm25_statistics: Literal["corpus", "fixed"] = "corpus"
+    bm25_avg_len: float = Field(default=256.0, gt=0.0)
+    # relative drift of an index's mean chunk length tolerated before it is re-encoded
+    bm25_tolerance: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
 class ApiSettings(Section):
     """The HTTP API: where `ondata serve` listens and what a request may carry."""
 
@@ -288,6 +309,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     chat: ChatSettings = ChatSettings()
     rerank: RerankSettings = RerankSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     api: ApiSettings = ApiSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     client: ClientSettings = ClientSettings()

@@ -27,9 +27,11 @@ from core.models import Document
 from core.settings import Settings
 from evaluation.datasets import CorpusRecord
 from evaluation.progress import progress_bar
-from ingest.service import open_pipeline
+from ingest.service import open_pipeline, open_store
 from ingest.sources import document_from_record
+from retrieval.corpus_bm25 import Bm25Parameters, CorpusBm25
 from retrieval.embedders import Embedder
+from retrieval.index import open_index
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,10 @@ CACHE_DIR = "eval-cache"
 INDEX_NAME = "corpus"
 _COMPLETE = "complete.json"
 # The settings that change what an index holds (an allow-list: new settings sections, such as
-# server or queue options, must not invalidate every cached index). Sections named here that
-# do not exist yet (e.g. BM25 parameters) are included once they do.
+# server or queue options, must not invalidate every cached index).
 _INDEX_SHAPING: dict[str, set[str] | None] = {
     "embedding": {"backend", "model", "base_url", "dimensions", "max_seq_length"},
     "chunking": None,  # every field
-    "sparse": None,
-    "bm25": None,
 }
 # Modules whose code decides what goes into an index (chunks, their vectors and BM25 terms);
 # query-side code (search, fusion, the index adapters' queries) is not part of the key.
@@ -55,8 +54,10 @@ _PIPELINE_MODULES = (
     "retrieval.embedders",
     "retrieval.onnx_export",
     "retrieval.sentences",
-    "retrieval.sparse",
 )
+# BM25 (retrieval.sparse, retrieval.corpus_bm25 and the retrieval.bm25_* settings) is not in
+# the key: a reused index is refreshed instead, which re-encodes its sparse vectors from the
+# stored chunk text when their encoding no longer matches (no embedding model run).
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def corpus_index(
     if done.is_file():
         info = json.loads(done.read_text())
         logger.info("reusing cached index %s", entry)
+        _refresh_bm25(target)
         return CorpusIndex(
             target, INDEX_NAME, key, info["docs"], info["chunks"], info["failed"], False, 0.0
         )
@@ -145,6 +147,18 @@ def corpus_index(
     )
     _prune(root, keep=entry, dataset=dataset)
     return built
+
+
+def _refresh_bm25(settings: Settings) -> None:
+    """Bring a cached index's BM25 weights in line with today's settings and encoding."""
+    record = open_store(settings).get_index(INDEX_NAME)
+    if record is None:
+        return
+    index = open_index(settings, INDEX_NAME, dimension=record.dimension)
+    try:
+        CorpusBm25(index, Bm25Parameters.from_settings(settings.retrieval)).refresh()
+    finally:
+        index.close()
 
 
 def _build(

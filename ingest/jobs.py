@@ -35,8 +35,8 @@ from ingest.pipeline import IngestPipeline, SourceFile
 from ingest.service import parse_source
 from ingest.sources import discover_files
 from ingest.web import crawl
+from retrieval.corpus_bm25 import Bm25Parameters, CorpusBm25
 from retrieval.resources import WorkerResources
-from retrieval.sparse import Bm25Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _pipeline(resources: WorkerResources, index_name: str) -> IngestPipeline:
         store=resources.store,
         index=index,
         embedder=resources.embedder,
-        sparse=Bm25Encoder(),
+        sparse=CorpusBm25(index, Bm25Parameters.from_settings(resources.settings.retrieval)),
         chunker=Chunker(chunk_size=record.chunk_size, chunk_overlap=record.chunk_overlap),
     )
 

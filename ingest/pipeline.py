@@ -32,9 +32,13 @@ STATUS_FAILED = "failed"
 
 
 class SparseEncoder(Protocol):
-    """Document-side keyword representation (BM25 term weights)."""
+    """Document-side keyword representation (BM25 term weights; retrieval.corpus_bm25)."""
 
     def encode_document(self, text: str) -> SparseVector: ...
+
+    def refresh(self) -> bool:
+        """Bring the index's stored weights in line with its corpus after writes."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ class IngestPipeline:
         if not report.chunks_written:
             return
         try:
+            self.sparse.refresh()
             self.index.maintain()
         except OndataError as exc:  # the chunks are in; queries still work, only slower
             logger.warning("index upkeep failed: %s", exc.message)

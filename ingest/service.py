@@ -12,9 +12,9 @@ from core.settings import Settings
 from ingest.chunking import Chunker
 from ingest.parsers import parse_file
 from ingest.pipeline import IngestPipeline, SourceFile, ensure_index_record
+from retrieval.corpus_bm25 import Bm25Parameters, CorpusBm25
 from retrieval.embedders import Embedder, make_embedder
 from retrieval.index import open_index
-from retrieval.sparse import Bm25Encoder
 
 
 def open_store(settings: Settings) -> Store:
@@ -55,7 +55,7 @@ def open_pipeline(
             store=store,
             index=index,
             embedder=embedder,
-            sparse=Bm25Encoder(),
+            sparse=CorpusBm25(index, Bm25Parameters.from_settings(settings.retrieval)),
             chunker=Chunker(chunk_size=size, chunk_overlap=overlap),
         )
     finally:

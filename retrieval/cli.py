@@ -60,6 +60,7 @@ def search(
         indexes=catalog,
         reranker=reranker,
         rerank_candidates=settings.rerank.candidates,
+        retrieval=settings.retrieval,
     )
     request_mode, rerank = CLI_MODES[mode]
     try:

@@ -60,6 +60,7 @@ import numpy as np
 from core.errors import ConfigurationError, InvalidRequestError
 from core.metrics import embedding_timer, phase
 from core.models import ScoredChunk, SparseVector
+from core.settings import RetrievalSettings
 from retrieval.embedders import Embedder, Vectors
 from retrieval.index import FusionMethod, IndexQuery, MetadataFilter, SearchMode, VectorIndex
 from retrieval.rerank import Reranker
@@ -164,8 +165,7 @@ class Searcher:
         embedder: Embedder,
         sparse: SparseQueryEncoder,
         indexes: IndexProvider,
-        fusion: FusionMethod = "dbsf",
-        prefetch_limit: int = 100,
+        retrieval: RetrievalSettings | None = None,
         overfetch: int = 4,
         reranker: Reranker | None = None,
         rerank_candidates: int = DEFAULT_RERANK_CANDIDATES,
@@ -175,8 +175,10 @@ class Searcher:
         self._embedder = embedder
         self._sparse = sparse
         self._indexes = indexes
-        self._fusion: FusionMethod = fusion
-        self._prefetch_limit = prefetch_limit
+        ranking = retrieval or RetrievalSettings()
+        self._fusion: FusionMethod = ranking.fusion
+        self._rrf_k = ranking.rrf_k
+        self._prefetch_limit = ranking.candidates
         self._overfetch = overfetch
         self._query_vectors: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -346,7 +348,7 @@ class Searcher:
         sparse = self._sparse.encode_query(query) if mode != "vector" else None
         request = IndexQuery(
             mode=mode, limit=limit, dense=dense, sparse=sparse, filter=filter,
-            fusion=self._fusion, prefetch_limit=self._prefetch_limit,
+            fusion=self._fusion, rrf_k=self._rrf_k, prefetch_limit=self._prefetch_limit,
         )
         return index.query(request)
 
@@ -371,6 +373,7 @@ class Searcher:
             sparse=sparse,
             filter=request.filter,
             fusion=self._fusion,
+            rrf_k=self._rrf_k,
             prefetch_limit=self._prefetch_limit,
             with_dense_score=mode == "hybrid" and not request.rerank,
             with_sentence_vectors=request.with_sentence_vectors,

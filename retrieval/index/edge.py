@@ -41,6 +41,8 @@ from retrieval.index.types import (
 
 logger = logging.getLogger(__name__)
 
+METADATA_FILE = "ondata-metadata.json"
+"""The index's own metadata (VectorIndex.read_metadata), beside the shard's files."""
 MAINTAIN_MIN_UNINDEXED = 1_000
 MAINTAIN_SHARE = 0.10
 
@@ -68,6 +70,9 @@ def _edge_config(dimension: int) -> edge.EdgeConfig:
     return edge.EdgeConfig(
         vectors={DENSE: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)},
         sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
+        # BM25's IDF counts deleted points until their segment is vacuumed: `optimize` vacuums
+        # any segment with 2% deleted (the engine's default waits for 20% and 1,000 vectors)
+        optimizers=edge.EdgeOptimizersConfig(deleted_threshold=0.02, vacuum_min_vector_number=0),
     )
 
 
@@ -303,6 +308,48 @@ class QdrantEdgeIndex:
             time.perf_counter() - started,
         )
         return changed
+
+    def scan_payload(self, keys: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id with the named payload fields, a page at a time."""
+        offset: Any = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset,
+                limit=SCROLL_PAGE,
+                with_payload=edge.PayloadSelector.Include(list(keys)),
+                with_vector=False,
+            )
+            with backend_errors(self.backend, "scroll points"):
+                records, offset = self._live().scroll(request)
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
+
+    def update_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> None:
+        """Replace the sparse vectors of existing points (dense vectors and payload kept)."""
+        points = [edge.PointVectors(pid, {SPARSE: _edge_sparse(vector)}) for pid, vector in vectors]
+        with self._write_lock, backend_errors(self.backend, "update sparse vectors"):
+            for start in range(0, len(points), SCROLL_PAGE):
+                batch = points[start : start + SCROLL_PAGE]
+                self._live().update(edge.UpdateOperation.update_vectors(batch))
+            self._shard.flush()
+
+    def read_metadata(self) -> dict[str, Any]:
+        """The JSON file beside the shard's own files ({} when there is none yet)."""
+        file = self.path / METADATA_FILE
+        if not file.is_file():
+            return {}
+        values = json.loads(file.read_text(encoding="utf-8"))
+        return values if isinstance(values, dict) else {}
+
+    def write_metadata(self, values: dict[str, Any]) -> None:
+        """Merge into the metadata file (written whole, then renamed into place)."""
+        with self._write_lock:
+            merged = self.read_metadata() | values
+            temporary = self.path / f"{METADATA_FILE}.tmp"
+            temporary.write_text(json.dumps(merged, sort_keys=True), encoding="utf-8")
+            temporary.replace(self.path / METADATA_FILE)
 
     def close(self) -> None:
         """Flush and release the shard; later calls raise IndexBackendError."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,6 +255,45 @@ class QdrantServerIndex:
     def maintain(self) -> bool:
         """Nothing: a Qdrant server runs its optimizers in the background."""
         return False
+
+    def scan_payload(self, keys: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id with the named payload fields, a page at a time."""
+        offset: qm.ExtendedPointId | None = None
+        while True:
+            with backend_errors(self.backend, "scroll points"):
+                records, offset = self._client.scroll(
+                    self.collection,
+                    limit=SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=qm.PayloadSelectorInclude(include=list(keys)),
+                    with_vectors=False,
+                )
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
+
+    def update_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> None:
+        """Replace the sparse vectors of existing points (dense vectors and payload kept)."""
+        points = [
+            qm.PointVectors(id=pid, vector={SPARSE: _server_sparse(vector)})
+            for pid, vector in vectors
+        ]
+        with backend_errors(self.backend, "update sparse vectors"):
+            for start in range(0, len(points), _UPSERT_BATCH):
+                batch = points[start : start + _UPSERT_BATCH]
+                self._client.update_vectors(self.collection, points=batch, wait=True)
+
+    def read_metadata(self) -> dict[str, Any]:
+        """The collection's metadata."""
+        with backend_errors(self.backend, "read collection metadata"):
+            metadata = self._client.get_collection(self.collection).config.metadata
+        return dict(metadata or {})
+
+    def write_metadata(self, values: dict[str, Any]) -> None:
+        """Merge into the collection's metadata."""
+        with backend_errors(self.backend, "write collection metadata"):
+            self._client.update_collection(self.collection, metadata=values)
 
     def close(self) -> None:
         """Close the client if this index owns it."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -97,6 +97,22 @@ class VectorIndex(Protocol):
         Qdrant Edge builds its vector indexes here once enough points are not in one yet; a
         Qdrant server optimises in the background, so its adapter does nothing.
         """
+        ...
+
+    def scan_payload(self, keys: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id with the named payload fields (page by page; any order)."""
+        ...
+
+    def update_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> None:
+        """Replace the sparse vectors of existing points by id; dense vectors and payload stay."""
+        ...
+
+    def read_metadata(self) -> dict[str, Any]:
+        """The index's own small JSON metadata (e.g. its BM25 statistics); {} when none."""
+        ...
+
+    def write_metadata(self, values: dict[str, Any]) -> None:
+        """Merge top-level keys into the index's metadata, durably."""
         ...
 
     def close(self) -> None:

@@ -321,6 +321,32 @@ class TestVectorIndexContract:
         hits = again.query(IndexQuery(mode="keyword", limit=1, sparse=BM25.encode_query("tax")))
         assert hits[0].chunk == TAX
 
+    def test_index_scans_payload_fields_and_updates_sparse_vectors(
+        self, fresh: VectorIndex
+    ) -> None:
+        scanned = dict(fresh.scan_payload(["embed_text"]))
+        assert sorted(p["embed_text"] for p in scanned.values()) == sorted(
+            c.embed_text for c in ALL
+        )
+        assert all(set(p) == {"embed_text"} for p in scanned.values())
+        tax_point = next(pid for pid, p in scanned.items() if p["embed_text"] == TAX.embed_text)
+        # the tax chunk now holds the fish chunk's terms: keyword search follows, vector does not
+        fresh.update_sparse([(tax_point, BM25.encode_document(FISH.content))])
+        hits = fresh.query(IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("ocean")))
+        assert set(ids(hits)) == {"fish", "tax"}
+        nearest = fresh.query(IndexQuery(mode="vector", limit=1, dense=vector([0, 0, 0, 1])))
+        assert nearest[0].chunk == TAX
+
+    def test_index_metadata_merges_and_survives_reopening(
+        self, open_test_index: OpenIndex
+    ) -> None:
+        first = open_test_index()
+        assert first.read_metadata() == {}
+        first.write_metadata({"bm25": {"avg_len": 7.5}})
+        first.write_metadata({"other": 1})
+        first.close()
+        assert open_test_index().read_metadata() == {"bm25": {"avg_len": 7.5}, "other": 1}
+
     def test_index_refuses_another_dimension(self, open_test_index: OpenIndex) -> None:
         open_test_index().close()
         with pytest.raises(ConfigurationError, match="4-d"):

@@ -11,6 +11,7 @@ segments, optimisers), gRPC, clustering and consistency settings.
 Covered routes (what QdrantServerIndex uses, plus listing):
     GET    /collections, /collections/{c}, /collections/{c}/exists
     PUT    /collections/{c}                  DELETE /collections/{c}
+    PATCH  /collections/{c} (metadata only)  PUT    /collections/{c}/points/vectors
     PUT    /collections/{c}/index            PUT    /collections/{c}/points
     POST   /collections/{c}/points/delete    POST   /collections/{c}/points/scroll
     POST   /collections/{c}/points/query     POST   /collections/{c}/points/count
@@ -146,6 +147,16 @@ def build_app(stand_in: QdrantStandIn) -> FastAPI:
     async def upsert(name: str, request: Request) -> JSONResponse:
         operations = await request.json()
         return call(lambda q: _upsert(q, name, _INSERT.validate_python(operations)))
+
+    @app.put("/collections/{name}/points/vectors")
+    async def update_vectors(name: str, request: Request) -> JSONResponse:
+        body = qm.UpdateVectors.model_validate(await request.json())
+        return call(lambda q: q.update_vectors(name, points=body.points, wait=True))
+
+    @app.patch("/collections/{name}")
+    async def update(name: str, request: Request) -> JSONResponse:
+        body = qm.UpdateCollection.model_validate(await request.json())
+        return call(lambda q: q.update_collection(name, metadata=body.metadata))
 
     @app.post("/collections/{name}/points/delete")
     async def delete(name: str, request: Request) -> JSONResponse:

@@ -1,0 +1,142 @@
+"""BM25 statistics that follow the index: an index's keyword scores depend on its documents,
+never on the order in which they came and went."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.models import Chunk
+from retrieval.corpus_bm25 import METADATA_KEY, Bm25Parameters, CorpusBm25
+from retrieval.index import IndexedChunk, IndexQuery, QdrantEdgeIndex, VectorIndex
+from retrieval.sparse import Bm25Encoder
+
+DOCS = {
+    "tax": "Quarterly tax filing deadlines for supplier invoices and tax refunds",
+    "cats": "Cats purr and sleep in the warm sun",
+    "ocean": "Fish swim in the deep blue ocean, far from the tax office and its invoices, "
+    "where whales sing long songs to each other across the cold dark water",
+    "leave": "Parental leave lasts sixteen weeks; invoices for childcare are refunded",
+}
+QUERIES = ("tax invoices", "ocean fish", "leave refunds", "warm sun cats")
+QUERY = Bm25Encoder()
+
+
+def chunk(doc_id: str) -> Chunk:
+    text = DOCS[doc_id]
+    return Chunk(
+        chunk_id=f"{doc_id}-0",
+        doc_id=doc_id,
+        chunk_index=0,
+        content=text,
+        embed_text=text,
+        title=doc_id,
+        content_hash=f"h-{doc_id}",
+    )
+
+
+def write(index: VectorIndex, bm25: CorpusBm25, doc_ids: Sequence[str]) -> None:
+    """What the ingestion pipeline does: encode like the index, upsert, refresh."""
+    items = [
+        IndexedChunk(
+            chunk=chunk(d),
+            dense=np.ones(4, dtype=np.float32),
+            sparse=bm25.encode_document(DOCS[d]),
+        )
+        for d in doc_ids
+    ]
+    index.upsert(items)
+    bm25.refresh()
+
+
+def scores(index: VectorIndex) -> dict[tuple[str, str], float]:
+    out = {}
+    for query in QUERIES:
+        request = IndexQuery(mode="keyword", limit=10, sparse=QUERY.encode_query(query))
+        for hit in index.query(request):
+            out[(query, hit.chunk.chunk_id)] = hit.score
+    return out
+
+
+@pytest.fixture
+def indexes(tmp_path: Path) -> Iterator[list[QdrantEdgeIndex]]:
+    opened = [QdrantEdgeIndex.open(tmp_path / f"i{n}", dimension=4) for n in range(2)]
+    yield opened
+    for index in opened:
+        index.close()
+
+
+def test_corpus_bm25_encodes_with_the_index_mean_chunk_length(
+    indexes: list[QdrantEdgeIndex],
+) -> None:
+    index, reference = indexes
+    write(index, CorpusBm25(index), list(DOCS))
+    mean = sum(QUERY.length(text) for text in DOCS.values()) / len(DOCS)
+    assert index.read_metadata()[METADATA_KEY]["avg_len"] == pytest.approx(mean)
+    direct = Bm25Encoder(avg_len=mean)
+    reference.upsert(
+        [
+            IndexedChunk(chunk(d), np.ones(4, dtype=np.float32), direct.encode_document(t))
+            for d, t in DOCS.items()
+        ]
+    )
+    assert scores(index) == pytest.approx(scores(reference))
+
+
+@pytest.mark.parametrize("tolerance", [0.1, 0.0])
+def test_corpus_bm25_deleted_and_readded_documents_score_as_in_a_fresh_index(
+    indexes: list[QdrantEdgeIndex], tolerance: float
+) -> None:
+    churned, fresh = indexes
+    params = Bm25Parameters(tolerance=tolerance)
+    bm25 = CorpusBm25(churned, params)
+    write(churned, bm25, ["tax", "cats"])
+    write(churned, bm25, ["ocean", "leave"])
+    churned.delete(doc_id="ocean")
+    churned.delete(doc_id="tax")
+    if tolerance == 0.0:
+        # the short documents left move the mean: everything is re-encoded to it
+        assert bm25.refresh() is True
+    write(churned, bm25, ["ocean", "tax"])
+    # Qdrant's IDF still counts the deleted points until their segment is vacuumed
+    churned.optimize()
+    write(fresh, CorpusBm25(fresh, params), list(DOCS))
+    assert scores(churned) == pytest.approx(scores(fresh), rel=1e-6)
+
+
+def test_corpus_bm25_migrates_an_index_encoded_before_it(indexes: list[QdrantEdgeIndex]) -> None:
+    legacy, fresh = indexes
+    old = Bm25Encoder()  # the fixed mean length of 256 every index had
+    legacy.upsert(
+        [
+            IndexedChunk(chunk(d), np.ones(4, dtype=np.float32), old.encode_document(t))
+            for d, t in DOCS.items()
+        ]
+    )
+    bm25 = CorpusBm25(legacy)
+    assert bm25.encoding.avg_len == 256.0  # no metadata: what it was encoded with
+    assert bm25.refresh() is True
+    assert bm25.refresh() is False  # nothing changed since
+    write(fresh, CorpusBm25(fresh), list(DOCS))
+    assert scores(legacy) == pytest.approx(scores(fresh), rel=1e-6)
+
+
+def test_corpus_bm25_re_encodes_when_a_parameter_changes(indexes: list[QdrantEdgeIndex]) -> None:
+    index, _ = indexes
+    write(index, CorpusBm25(index), list(DOCS))
+    before = scores(index)
+    changed = CorpusBm25(index, Bm25Parameters(k1=0.5))
+    assert changed.refresh() is True
+    assert index.read_metadata()[METADATA_KEY]["k1"] == 0.5
+    assert scores(index) != pytest.approx(before)
+
+
+def test_corpus_bm25_fixed_statistics_keep_the_configured_mean(
+    indexes: list[QdrantEdgeIndex],
+) -> None:
+    index, _ = indexes
+    write(index, CorpusBm25(index, Bm25Parameters(statistics="fixed", avg_len=80.0)), list(DOCS))
+    assert index.read_metadata()[METADATA_KEY]["avg_len"] == 80.0
