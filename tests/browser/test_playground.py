@@ -374,14 +374,14 @@ def test_playground_evaluations_page_shows_tables_and_plots(laptop: Visit) -> No
     runs = page.get_by_role("table", name="Evaluation runs, newest first")
     expect(runs.get_by_role("row")).to_have_count(3)  # the header and two runs
     table = page.get_by_role("table", name=re.compile("Retrieval metrics per search mode"))
-    expect(table.get_by_role("row", name=re.compile("ndcg@10"))).to_contain_text("0.9400")
+    expect(table.get_by_role("row", name=re.compile("ndcg@10"))).to_contain_text("0.940")
     expect(page.get_by_role("img", name="Retrieval metrics per search mode")).to_be_visible()
     laptop.screenshot("evaluations")
 
     runs.get_by_role("row", name=re.compile("answers")).get_by_role("button").click()
     expect(page.get_by_role("heading", name="Answer evaluation — smoke")).to_be_focused()
     answers = page.get_by_role("table", name="Answer metrics")
-    expect(answers.get_by_role("row", name=re.compile("answer_f1"))).to_contain_text("0.6100")
+    expect(answers.get_by_role("row", name=re.compile("answer_f1"))).to_contain_text("0.610")
     expect(page.get_by_role("img", name="Questions by outcome")).to_be_visible()
     expect(page.get_by_text("Regression gate failed")).to_be_visible()
     laptop.screenshot("evaluations-answers")

@@ -7,7 +7,7 @@ import { announce, h, replace } from "./dom.js";
 import { history, newConversationId } from "./history.js";
 import { icon } from "./icons.js";
 import {
-  CitationPanel, FEEDBACK_CATEGORIES, answerParagraphs, citationLabel, citedNumbers, intentQueries,
+  CitationPanel, FEEDBACK_CATEGORIES, answerParagraphs, citationLabel, citedNumbers, intentQueries, sourceDetails,
 } from "./messages.js";
 import { ParamsPanel } from "./params.js";
 
@@ -74,6 +74,8 @@ class ChatPage {
       h("p", { class: "hint", id: "question-hint", text: "Enter sends; Shift+Enter adds a line." }),
       h("div", { class: "actions" }, this.sendButton, this.stopButton));
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.ask(); });
+    // Answers scrolled into view stop above the (sticky) question box, not behind it.
+    new ResizeObserver(() => this.el?.style.setProperty("--composer-height", `${this.form.offsetHeight}px`)).observe(this.form);
     return this.form;
   }
 
@@ -262,13 +264,14 @@ function intentNode(queries) {
 }
 
 function sourcesNode(turn, cite) {
-  const numbers = citedNumbers(turn.content, turn.citations);
+  const numbers = citedNumbers(turn.content, turn.citations).sort((a, b) => a - b);
   if (!numbers.length) return null;
+  const details = sourceDetails(numbers.map((n) => turn.citations[n - 1]));
   return h("div", { class: "sources" }, h("p", { class: "small-heading", text: "Sources" }),
-    h("ol", {}, numbers.map((n) => {
+    h("ol", {}, numbers.map((n, i) => {
       const button = h("button", { type: "button", class: "source-link", text: `${n}. ${citationLabel(turn.citations[n - 1])}` });
       button.addEventListener("click", () => cite(n, button));
-      return h("li", {}, button);
+      return h("li", {}, button, details[i] ? h("span", { class: "source-detail", text: details[i] }) : null);
     })));
 }
 

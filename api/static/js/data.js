@@ -60,10 +60,19 @@ class DataPage {
       this.renderIndexes();
       if (!this.selected && this.indexes.length) this.selected = this.indexes[0].name;
       if (this.selected && this.indexes.some((i) => i.name === this.selected)) this.renderDetail();
+      else if (this.selected) this.renderMissing(this.selected);
       else replace(this.detail);
     } catch (err) {
       replace(this.indexStatus, errorBox(err, this.shell, "Index management"));
     }
+  }
+
+  /** The index named in the address does not exist (or this key cannot see it). */
+  renderMissing(name) {
+    replace(this.detail, h("div", { class: "card notice warning", role: "alert" },
+      h("h2", { id: "detail-title", text: `Index “${name}” not found` }),
+      h("p", { text: "No index of that name exists on this server, or your key may not use it." }),
+      h("p", {}, h("a", { href: "#/data", class: "button secondary", text: "Back to the indexes" }))));
   }
 
   renderIndexes() {

@@ -71,3 +71,14 @@ export function formatNumber(value, digits = 3) {
   if (typeof value !== "number") return String(value);
   return Number.isInteger(value) ? String(value) : value.toFixed(digits);
 }
+
+/**
+ * The one number format of evaluation results (as the reports and the CLI print them):
+ * times (ms, seconds) with 1 decimal, rates and scores with 3, "–" for nothing.
+ */
+export function formatMetric(name, value) {
+  if (value === null || value === undefined || value === "") return "–";
+  if (typeof value !== "number") return String(value);
+  const time = name === "seconds" || /_ms$|\(ms\)|latency|^p\d+$/.test(name);
+  return value.toFixed(time ? 1 : 3);
+}

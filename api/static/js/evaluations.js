@@ -2,8 +2,12 @@
 // facts, metric tables and bar charts (GET /v1/evaluations/{id}).
 
 import { ApiError, api, describeError } from "./api.js";
-import { barChart } from "./charts.js";
-import { formatDate, formatNumber, h, replace } from "./dom.js";
+import { barChart as svgChart } from "./charts.js";
+import { formatDate, formatMetric, formatNumber, h, replace } from "./dom.js";
+
+// A command that works on a fresh clone (the smoke set ships in data/eval/smoke).
+export const FIRST_RUN_COMMAND = "ondata eval retrieval --dataset data/eval/smoke";
+const LOWER = " (lower is better)";
 
 const FACTS = [["dataset", "Dataset"], ["split", "Split"], ["created_at", "Run at"], ["docs", "Documents"], ["queries", "Queries"],
   ["questions", "Questions"], ["seconds", "Seconds"], ["target", "Target"], ["judge", "Judge model"]];
@@ -13,7 +17,7 @@ export function mountEvaluations(root, shell) {
   const detail = h("div", { class: "evaluation-detail" });
   root.append(h("div", { class: "evaluations-page" },
     h("h1", { text: "Evaluations" }),
-    h("p", { class: "hint", text: "Runs of `ondata eval` on this server: retrieval quality per search mode, and answer quality." }),
+    h("p", { class: "hint" }, "Runs of ", h("code", { text: "ondata eval" }), " on this server: retrieval quality per search mode, and answer quality."),
     h("section", { class: "card", "aria-labelledby": "runs-title" }, h("h2", { id: "runs-title", text: "Past runs" }), list),
     detail));
   const open = async (id, focus) => {
@@ -39,7 +43,11 @@ async function loadRuns(box, open, wanted) {
     return;
   }
   if (!runs.length) {
-    replace(box, h("p", { class: "hint", text: "No evaluation runs yet. Run `ondata eval retrieval smoke` (or `ondata eval answers …`) on the server." }));
+    replace(box, h("div", { class: "empty-runs" },
+      h("p", { text: "No evaluation runs yet. In the server's ondata folder, run:" }),
+      h("pre", {}, h("code", { text: FIRST_RUN_COMMAND })),
+      h("p", { class: "hint" }, "It scores retrieval on the bundled smoke set; ", h("code", { text: "ondata eval answers --dataset FILE" }),
+        " scores answers on a QA set. Runs appear here when they finish.")));
     return;
   }
   const rows = runs.map((run) => h("tr", {},
@@ -59,7 +67,7 @@ async function loadRuns(box, open, wanted) {
 
 function renderRun(box, run) {
   const facts = FACTS.filter(([k]) => run[k] !== undefined && run[k] !== null)
-    .flatMap(([k, label]) => [h("dt", { text: label }), h("dd", { text: k === "created_at" ? formatDate(run[k]) : formatNumber(run[k], 2) })]);
+    .flatMap(([k, label]) => [h("dt", { text: label }), h("dd", { text: k === "created_at" ? formatDate(run[k]) : k === "seconds" ? formatMetric(k, run[k]) : formatNumber(run[k]) })]);
   replace(box,
     h("h2", { id: "run-title", tabindex: "-1", text: `${run.kind === "retrieval" ? "Retrieval" : "Answer"} evaluation — ${run.dataset}` }),
     h("p", { class: "hint" }, h("code", { text: run.id })),
@@ -78,29 +86,36 @@ function retrievalSections(run) {
     h("section", { class: "card", "aria-labelledby": "quality-title" },
       h("h3", { id: "quality-title", text: "Retrieval quality" }),
       table(`Retrieval metrics per search mode (k=${run.k ?? 10})`, ["Metric", ...modes], metrics.map((n) => [n, ...modes.map((m) => run.modes[m][n])])),
-      barChart({ title: "Retrieval metrics per search mode", categories: metrics, max: 1, format: (v) => v.toFixed(3),
+      barChart({ title: "Retrieval metrics per search mode", categories: metrics, max: 1, format: formatMetric0,
         series: modes.map((m) => ({ name: m, values: metrics.map((n) => run.modes[m][n]) })) })),
     percentiles.length ? h("section", { class: "card", "aria-labelledby": "latency-title" },
       h("h3", { id: "latency-title", text: "Search latency (ms)" }),
       table("Search latency per mode, milliseconds", ["Percentile", ...modes], percentiles.map((p) => [p, ...modes.map((m) => latency[m]?.[p])])),
-      barChart({ title: "Search latency per mode (ms)", categories: percentiles, format: (v) => v.toFixed(1),
+      barChart({ title: "Search latency per mode (ms)", categories: percentiles, format: (v) => formatMetric("latency", v),
         series: modes.map((m) => ({ name: m, values: percentiles.map((p) => latency[m]?.[p] ?? null) })) })) : null,
   ];
 }
 
 function answerSections(run) {
+  const lower = new Set(run.lower_is_better || []);
   const metrics = Object.entries(run.metrics || {});
-  const rates = metrics.filter(([n, v]) => typeof v === "number" && !n.startsWith("latency"));
+  const numeric = metrics.filter(([n, v]) => typeof v === "number" && !/latency|_ms$/.test(n));
+  const judge = numeric.filter(([n]) => n.startsWith("judge"));
+  const groups = [
+    ["Answer metrics (higher is better)", numeric.filter(([n]) => !lower.has(n) && !n.startsWith("judge")), 1],
+    ["Rates where lower is better", numeric.filter(([n]) => lower.has(n)), 1],
+    ["Judge scores, 1 to 5 (higher is better)", judge, 5],
+  ];
   const counts = Object.entries(run.counts || {});
   return [
     h("section", { class: "card", "aria-labelledby": "answer-title" },
       h("h3", { id: "answer-title", text: "Answer quality" }),
-      table("Answer metrics", ["Metric", "Value"], metrics),
-      rates.length ? barChart({ title: "Answer metrics", categories: rates.map(([n]) => n), max: 1, format: (v) => v.toFixed(3),
-        series: [{ name: "value", values: rates.map(([, v]) => v) }] }) : null),
+      table("Answer metrics", ["Metric", "Value"], metrics.map(([n, v]) => [lower.has(n) ? n + LOWER : n, v])),
+      groups.filter(([, rows]) => rows.length).map(([title, rows, max]) => barChart({ title, categories: rows.map(([n]) => n), max,
+        format: formatMetric0, series: [{ name: "value", values: rows.map(([, v]) => v) }] }))),
     counts.length ? h("section", { class: "card", "aria-labelledby": "counts-title" },
       h("h3", { id: "counts-title", text: "Questions" }),
-      table("Answered, refused and failed questions", ["Outcome", "Count"], counts),
+      table("Answered, refused and failed questions", ["Outcome", "Count"], counts, (_, v) => formatNumber(v)),
       barChart({ title: "Questions by outcome", categories: counts.map(([n]) => n), series: [{ name: "count", values: counts.map(([, v]) => v) }] })) : null,
   ];
 }
@@ -110,7 +125,7 @@ function gateNode(gate) {
   const regressions = gate.regressions || [];
   return h("div", { class: `notice ${gate.passed ? "success" : "error"}` },
     h("p", {}, h("strong", { text: `Regression gate ${gate.passed ? "passed" : "failed"}` }), ` against ${gate.baseline} (tolerance ${gate.tolerance})`),
-    regressions.length ? h("ul", {}, regressions.map((r) => h("li", { text: `${r.metric}: ${formatNumber(r.current, 4)} (baseline ${formatNumber(r.baseline, 4)})` }))) : null);
+    regressions.length ? h("ul", {}, regressions.map((r) => h("li", { text: `${r.metric}: ${formatMetric(r.metric, r.current)} (baseline ${formatMetric(r.metric, r.baseline)})` }))) : null);
 }
 
 function settingsNode(run) {
@@ -120,12 +135,22 @@ function settingsNode(run) {
     h("dl", { class: "facts" }, entries.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: typeof v === "object" ? JSON.stringify(v) : formatNumber(v, 3) })])));
 }
 
-function table(caption, header, rows) {
+/** A chart with its title shown above it (the SVG's own title is only its accessible name). */
+function barChart(options) {
+  return h("figure", { class: "chart-figure" }, h("figcaption", { text: options.title }), svgChart(options));
+}
+
+/** barChart's format for a category that is a metric name. */
+function formatMetric0(value, name) {
+  return formatMetric(name, value);
+}
+
+function table(caption, header, rows, format = formatMetric) {
   // Focusable, so a table wider than a phone can be scrolled from the keyboard.
   return h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": caption }, h("table", { class: "metrics" },
     h("caption", { text: caption }),
     h("thead", {}, h("tr", {}, header.map((c, i) => h("th", { scope: "col", text: c, class: i ? "num" : null })))),
-    h("tbody", {}, rows.map(([first, ...rest]) => h("tr", {}, h("th", { scope: "row", text: first }), rest.map((v) => h("td", { class: "num", text: formatNumber(v, 4) })))))));
+    h("tbody", {}, rows.map(([first, ...rest]) => h("tr", {}, h("th", { scope: "row", text: first }), rest.map((v) => h("td", { class: "num", text: format(first, v) })))))));
 }
 
 function errorNotice(err) {

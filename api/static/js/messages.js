@@ -29,6 +29,20 @@ export function citationLabel(citation) {
   return citation.page ? `${name}, page ${citation.page}` : name;
 }
 
+/**
+ * For sources whose labels are the same (one document cited at several places), what tells
+ * them apart: the section and a snippet of the cited text; "" for a source whose label is unique.
+ */
+export function sourceDetails(citations) {
+  const labels = citations.map(citationLabel);
+  return citations.map((citation, i) => {
+    if (labels.indexOf(labels[i]) === labels.lastIndexOf(labels[i])) return "";
+    const snippet = (citation.content || "").replace(/\s+/g, " ").trim();
+    const short = snippet.length > 90 ? `${snippet.slice(0, 90).replace(/\s\S*$/, "")}…` : snippet;
+    return [citation.section, short && `“${short}”`].filter(Boolean).join(" — ");
+  });
+}
+
 /** Answer text as nodes: [docN] markers become buttons that call `onCite(n, button)`. */
 export function answerNodes(text, citations, onCite) {
   const nodes = [];
