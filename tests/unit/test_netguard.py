@@ -61,6 +61,8 @@ def _resolver(table: dict[str, list[str]], calls: list[str] | None = None) -> Re
         ("0x7F.0.0.1", "127.0.0.1"),
         ("127.1", "127.0.0.1"),
         ("017700000001", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("[fe80::1%25eth0]", "fe80::1%25eth0"),
         ("10.1", "10.0.0.1"),
         ("[::ffff:169.254.169.254]", "::ffff:a9fe:a9fe"),
         ("::1", "::1"),
@@ -171,6 +173,13 @@ def test_checked_addresses_refuses_literals_in_any_spelling_without_resolving() 
         with pytest.raises(AddressNotAllowedError, match=r"jobs\.url_allow"):
             checked_addresses(host, 80, policy=OPEN, resolve=resolve)
     assert calls == []
+
+
+def test_checked_addresses_reads_trailing_dots_and_zones_as_internal() -> None:
+    # "127.0.0.1." is a name to the URL parser; the system resolver reads it numerically
+    for host in ("127.0.0.1.", "localhost", "LOCALHOST.", "fe80::1%25eth0"):
+        with pytest.raises(AddressNotAllowedError):
+            checked_addresses(host, 80, policy=OPEN)
 
 
 def test_checked_addresses_refuses_a_name_if_any_answer_is_internal() -> None:
