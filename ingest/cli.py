@@ -16,7 +16,7 @@ from core.errors import IndexNotFoundError, OndataError
 from core.remote import RemoteError, client_api_key
 from core.settings import Settings, load_settings
 from ingest.parsers import doc_id_for
-from ingest.pipeline import IngestReport, SourceFile
+from ingest.pipeline import IngestPipeline, IngestReport, SourceFile
 from ingest.remote import UploadTarget, upload_files
 from ingest.service import open_pipeline, open_store, parser_for
 from ingest.sources import source_files
@@ -131,12 +131,8 @@ def list_documents(
 ) -> None:
     """Documents of an index with status and chunk counts."""
     settings = load_settings()
-    store = open_store(settings)
-    name = index or settings.default_index
-    if store.get_index(name) is None:
-        typer.echo(f"error: {IndexNotFoundError.named(name).message}", err=True)
-        raise typer.Exit(1)
-    rows = store.list_documents(name)
+    name = _existing_index(settings, index)
+    rows = open_store(settings).list_documents(name)
     items = [
         {
             "doc_id": r.doc_id,
@@ -165,17 +161,34 @@ def delete_document(
 ) -> None:
     """Delete documents and their chunks."""
     settings = load_settings()
-    failed = False
-    with open_pipeline(settings, index or settings.default_index) as pipeline:
-        for doc_id in doc_ids:
-            try:
-                removed = pipeline.delete_document(doc_id)
-                typer.echo(f"deleted {doc_id} ({plural(removed, 'chunk')})")
-            except OndataError as exc:
-                typer.echo(f"error: {exc.message}", err=True)
-                failed = True
+    name = _existing_index(settings, index)
+    try:
+        with open_pipeline(settings, name) as pipeline:
+            failed = [doc_id for doc_id in doc_ids if not _delete_one(pipeline, doc_id)]
+    except OndataError as exc:  # the index could not be opened (e.g. `ondata serve` holds it)
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
     if failed:
         raise typer.Exit(1)
+
+
+def _delete_one(pipeline: IngestPipeline, doc_id: str) -> bool:
+    try:
+        removed = pipeline.delete_document(doc_id)
+    except OndataError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        return False
+    typer.echo(f"deleted {doc_id} ({plural(removed, 'chunk')})")
+    return True
+
+
+def _existing_index(settings: Settings, index: str | None) -> str:
+    """The index named (or the default_index setting), which must exist: exit 1 otherwise."""
+    name = index or settings.default_index
+    if open_store(settings).get_index(name) is None:
+        typer.echo(f"error: {IndexNotFoundError.named(name).message}", err=True)
+        raise typer.Exit(1)
+    return name
 
 
 def register(app: typer.Typer) -> None:

@@ -88,11 +88,15 @@ def test_commands_use_the_default_index_setting(docs: Path, tmp_path: Path) -> N
 
 def test_documents_list_of_a_missing_index_is_the_same_error_as_search(tmp_path: Path) -> None:
     outputs = []
-    for argv in (("documents", "list", "--index", "nope"), ("search", "x", "--index", "nope")):
+    for argv in (
+        ("documents", "list", "--index", "nope"),
+        ("documents", "delete", "x", "--index", "nope"),
+        ("search", "x", "--index", "nope"),
+    ):
         code, output = ondata(*argv, data_dir=tmp_path)
         assert code == 1
         outputs.append(output.strip())
-    assert outputs[0] == outputs[1] == "error: index 'nope' does not exist"
+    assert outputs == ["error: index 'nope' does not exist"] * 3
 
 
 def test_documents_list_counts_chunks_in_words(docs: Path, tmp_path: Path) -> None:

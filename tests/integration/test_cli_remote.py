@@ -157,6 +157,7 @@ def test_local_commands_on_an_index_the_server_holds_say_what_to_do(server: Serv
         (("search", "hotels", "--index", INDEX), 1),
         (("ingest", str(server.docs), "--index", INDEX), 2),
         (("ask", QUESTION, "--index", INDEX), 1),
+        (("documents", "delete", "some-doc", "--index", INDEX), 1),
     ):
         code, output = ondata(*argv, data_dir=server.data_dir)
         assert code == status, output
