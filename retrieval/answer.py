@@ -14,10 +14,9 @@ is sent (the extractive answerer works that way anyway; a chat model's reply is 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import InvalidRequestError, MissingUserMessageError
 from core.metrics import phase
@@ -29,6 +28,7 @@ from retrieval.citations import (
     is_refusal,
     verify_citations,
 )
+from retrieval.embedders import Vectors
 from retrieval.index import MetadataFilter, SearchMode
 from retrieval.intent import DEFAULT_MAX_QUERIES, heuristic_queries, rewritten_queries
 from retrieval.prompts import NO_USER_MESSAGE, BuiltPrompt, build_messages, count_tokens
@@ -153,14 +153,118 @@ class _Grounding:
     documents: tuple[ScoredChunk, ...]
     prompt: BuiltPrompt | None
     intent_tokens: tuple[int, int]
+    question_vector: Vectors | None = None
+    """The first query's embedding, for an answerer that scores sentences with it."""
 
     @property
     def prompt_tokens(self) -> int:
         return self.intent_tokens[0] + (self.prompt.prompt_tokens if self.prompt else 0)
 
 
+class Answerer(Protocol):
+    """One way of answering grounded requests: a chat model with a prompt, or extractive."""
+
+    @property
+    def name(self) -> str:
+        """Reported as the answer's model."""
+        ...
+
+    @property
+    def chat_model(self) -> ChatModel | None:
+        """The chat model for requests without data_sources (None: there is none)."""
+        ...
+
+    async def ground(self, request: AnswerRequest, searcher: Searcher) -> _Grounding:
+        """Intent, search and (for a chat model) the prompt of one request."""
+        ...
+
+    async def generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
+        """The unverified answer text from the grounding ("" when nothing answers)."""
+        ...
+
+
+class ChatModelAnswerer:
+    """A chat model: rewritten queries, a grounded prompt, the model's reply."""
+
+    def __init__(self, model: ChatModel, *, chat_settings: ChatSettings) -> None:
+        self._model = model
+        self._chat_settings = chat_settings
+
+    @property
+    def name(self) -> str:
+        return self._model.name
+
+    @property
+    def chat_model(self) -> ChatModel | None:
+        return self._model
+
+    async def ground(self, request: AnswerRequest, searcher: Searcher) -> _Grounding:
+        intent, prompt_tokens, completion_tokens = await rewritten_queries(
+            self._model,
+            request.messages,
+            max_queries=request.max_search_queries or DEFAULT_MAX_QUERIES,
+        )
+        search = await searcher.search(request.search_request(intent))
+        prompt = build_messages(
+            messages=request.messages,
+            documents=search.documents,
+            role_information=request.role_information,
+            in_scope=request.in_scope,
+            model=self._model.name,
+            context_window=self._chat_settings.context_window,
+            response_tokens=request.max_tokens or self._chat_settings.max_response_tokens,
+        )
+        tokens = (prompt_tokens, completion_tokens)
+        return _Grounding(intent, search, prompt.documents, prompt, tokens)
+
+    async def generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
+        assert grounding.prompt is not None  # ground() always builds one
+        max_tokens = request.max_tokens or self._chat_settings.max_response_tokens
+        params = replace(request.params, max_tokens=max_tokens)
+        return await self._model.complete(grounding.prompt.messages, params=params)
+
+
+class ExtractiveAnswering:
+    """The extractive answerer: heuristic queries, sentence vectors, quoted sentences."""
+
+    def __init__(self, answerer: ExtractiveAnswerer) -> None:
+        self._answerer = answerer
+
+    @property
+    def name(self) -> str:
+        return self._answerer.name
+
+    @property
+    def chat_model(self) -> ChatModel | None:
+        return None
+
+    async def ground(self, request: AnswerRequest, searcher: Searcher) -> _Grounding:
+        intent = heuristic_queries(request.messages)
+        search_request = replace(request.search_request(intent), with_sentence_vectors=True)
+        search = await searcher.search(search_request)
+        # the search embedded the question already: its cache hands the vector back
+        vector = searcher.embed_query(intent[0])
+        return _Grounding(intent, search, search.documents, None, (0, 0), vector)
+
+    async def generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
+        return await self._answerer.answer(
+            grounding.intent[0],
+            grounding.documents,
+            question_vector=grounding.question_vector,
+            strictness=request.strictness,
+            in_scope=request.in_scope,
+        )
+
+
+def answerer_for(model: ChatModel | ExtractiveAnswerer, *, chat_settings: ChatSettings) -> Answerer:
+    """The Answerer around what `make_chat_model` built."""
+    if isinstance(model, ExtractiveAnswerer):
+        return ExtractiveAnswering(model)
+    return ChatModelAnswerer(model, chat_settings=chat_settings)
+
+
 class AnswerService:
-    """Built once in the lifespan; answers grounded requests with a chat model or extractively."""
+    """Built once in the lifespan; answers grounded requests with its Answerer."""
 
     def __init__(
         self,
@@ -170,13 +274,12 @@ class AnswerService:
         chat_settings: ChatSettings,
     ) -> None:
         self._searcher = searcher
-        self._model = model
-        self._chat_settings = chat_settings
+        self._answerer = answerer_for(model, chat_settings=chat_settings)
 
     @property
     def chat_model(self) -> ChatModel | None:
         """The remote chat model (for requests without data_sources), or None if extractive."""
-        return None if isinstance(self._model, ExtractiveAnswerer) else self._model
+        return self._answerer.chat_model
 
     @property
     def searcher(self) -> Searcher:
@@ -184,12 +287,12 @@ class AnswerService:
 
     @property
     def model_name(self) -> str:
-        return self._model.name
+        return self._answerer.name
 
     async def answer(self, request: AnswerRequest) -> Answer:
         """A complete grounded answer."""
         with phase("retrieve"):
-            grounding = await self._ground(request)
+            grounding = await self._answerer.ground(request, self._searcher)
         with phase("generate"):
             result = await self._complete_text(request, grounding)
             return self._answer(request, grounding, result.content, result)
@@ -210,63 +313,12 @@ class AnswerService:
         """The unverified answer text once grounded: the refusal, or a complete generation."""
         if _must_refuse(request, grounding):
             return ChatResult(NOT_FOUND_MESSAGE, self.model_name)
-        return await self._generate(request, grounding)
+        return await self._answerer.generate(request, grounding)
 
     async def aclose(self) -> None:
         """Close the chat model's client, if any."""
         if self.chat_model is not None:
             await self.chat_model.aclose()
-
-    async def _ground(self, request: AnswerRequest) -> _Grounding:
-        intent, tokens = await self._intent(request)
-        search_request = request.search_request(intent)
-        if isinstance(self._model, ExtractiveAnswerer):
-            search_request = replace(search_request, with_sentence_vectors=True)
-        search = await self._searcher.search(search_request)
-        if isinstance(self._model, ExtractiveAnswerer):
-            return _Grounding(intent, search, search.documents, None, tokens)
-        prompt = build_messages(
-            messages=request.messages,
-            documents=search.documents,
-            role_information=request.role_information,
-            in_scope=request.in_scope,
-            model=self._model.name,
-            context_window=self._chat_settings.context_window,
-            response_tokens=request.max_tokens or self._chat_settings.max_response_tokens,
-        )
-        return _Grounding(intent, search, prompt.documents, prompt, tokens)
-
-    async def _intent(self, request: AnswerRequest) -> tuple[tuple[str, ...], tuple[int, int]]:
-        if isinstance(self._model, ExtractiveAnswerer):
-            return heuristic_queries(request.messages), (0, 0)
-        queries, prompt, completion = await rewritten_queries(
-            self._model,
-            request.messages,
-            max_queries=request.max_search_queries or DEFAULT_MAX_QUERIES,
-        )
-        return queries, (prompt, completion)
-
-    async def _generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
-        if isinstance(self._model, ExtractiveAnswerer):
-            return await asyncio.to_thread(self._extract, request, grounding)
-        assert grounding.prompt is not None
-        return await self._model.complete(grounding.prompt.messages, params=self._params(request))
-
-    def _extract(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
-        """The extractive answer (blocking; the question's vector is cached by the search)."""
-        assert isinstance(self._model, ExtractiveAnswerer)
-        question = grounding.intent[0]
-        return self._model.compose(
-            question,
-            grounding.documents,
-            self._searcher.embed_query(question),
-            strictness=request.strictness,
-        )
-
-    def _params(self, request: AnswerRequest) -> ChatParams:
-        """The request's sampling parameters, the response reserve as the default max_tokens."""
-        max_tokens = request.max_tokens or self._chat_settings.max_response_tokens
-        return replace(request.params, max_tokens=max_tokens)
 
     def _answer(
         self, request: AnswerRequest, grounding: _Grounding, text: str, result: ChatResult

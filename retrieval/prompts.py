@@ -30,6 +30,7 @@ import tiktoken
 from core.errors import ContextLengthExceededError, MissingUserMessageError
 from core.models import ScoredChunk
 from retrieval.chat import ChatMessage
+from retrieval.citations import NOT_FOUND_MESSAGE
 
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens each chat message costs beyond its content (role and separators)."""
@@ -122,7 +123,9 @@ def system_message(
     *, role_information: str | None, in_scope: bool, extra: Sequence[str] = ()
 ) -> str:
     """Grounding rules, then the operator's role information (subordinate to the rules)."""
-    scope = template("scope_in" if in_scope else "scope_out").substitute().strip()
+    # the in_scope rule quotes the refusal sentence that AnswerService and evaluation recognise
+    rule = template("scope_in" if in_scope else "scope_out")
+    scope = rule.substitute(refusal=NOT_FOUND_MESSAGE).strip()
     text = template("system").substitute(scope_rule=scope).rstrip()
     role = "\n\n".join(part.strip() for part in (role_information or "", *extra) if part.strip())
     if role:

@@ -19,6 +19,7 @@ from retrieval.answer import (
 from retrieval.chat import EXTRACTIVE_MODEL_NAME, ChatMessage, ExtractiveAnswerer, make_chat_model
 from retrieval.citations import MARKER, marker_numbers
 from retrieval.embedders import Embedder
+from retrieval.evidence import OUTSIDE_SUPPORT_NOTE
 from retrieval.index import QdrantEdgeIndex
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.unit.retrieval_corpus import make_searcher
@@ -84,6 +85,21 @@ async def test_answer_refuses_exactly_when_nothing_survives_strictness(
     answer = await service.answer(ask("What is the weather like on Mars?", mode="vector"))
     assert answer.content == NOT_FOUND_MESSAGE
     assert answer.citations == ()
+
+
+async def test_extractive_answer_out_of_scope_quotes_the_closest_sentences_and_says_so(
+    service: AnswerService,
+) -> None:
+    question = "Do employees get a free company car for vacation trips?"
+    refused = await service.answer(ask(question, strictness=5, mode="hybrid"))
+    assert refused.content == NOT_FOUND_MESSAGE
+    quoted = await service.answer(ask(question, strictness=5, mode="hybrid", in_scope=False))
+    assert quoted.content.startswith(OUTSIDE_SUPPORT_NOTE)
+    assert quoted.citations
+    context, text, complete = await streamed_and_complete(
+        service, ask(question, strictness=5, in_scope=False)
+    )
+    assert_one_numbering(context, text, complete)
 
 
 async def test_answer_lists_all_retrieved_only_when_asked(service: AnswerService) -> None:
