@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -234,6 +235,9 @@ class LocalReranker:
         self._model = model
         self._name = name
         self._batch_size = batch_size
+        # torch already spreads one run over every core: concurrent runs (an intent's queries,
+        # other requests) would only fight over them, so they take turns
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path, *, batch_size: int = 32, max_length: int = 512) -> LocalReranker:
@@ -271,13 +275,14 @@ class LocalReranker:
         """The blocking body of `rerank`."""
         import torch
 
-        scores = self._model.predict(
-            [(query, document) for document in documents],
-            batch_size=self._batch_size,
-            activation_fn=torch.nn.Sigmoid(),
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            scores = self._model.predict(
+                [(query, document) for document in documents],
+                batch_size=self._batch_size,
+                activation_fn=torch.nn.Sigmoid(),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return [float(s) for s in scores]
 
     async def aclose(self) -> None:
