@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.engine import Engine
 
 from api.limits import RateLimiter, make_token_buckets
+from core.access import EVERYTHING
 from core.errors import AuthenticationError
 from core.keys import ANONYMOUS, KeyStore, Principal, clean_names, principal_for
 from core.settings import ApiSettings
@@ -22,7 +23,7 @@ from retrieval.chat import ChatMessage
 from retrieval.prompts import message_tokens
 from retrieval.search import SearchRequest, with_acl
 
-OPERATOR = Principal(subject="operator", role="admin", authenticated=True)
+OPERATOR = Principal(subject="operator", scope=EVERYTHING, authenticated=True)
 _HOW = "send 'Authorization: Bearer KEY' or 'api-key: KEY'"
 
 
@@ -100,18 +101,19 @@ class AccessControl:
         )
 
     def _with_trusted_groups(self, principal: Principal, headers: Mapping[str, str]) -> Principal:
-        """A gateway's groups replace the key's. The subject then names the gateway's user (or,
-        without a user header, the group set), so one gateway key never pools the history of
-        users with different groups."""
+        """A gateway's groups narrow the key's (they never widen them). The subject then names
+        the gateway's user and the group set, so one gateway key never pools the history of
+        users, or of one user under different groups."""
         header = self.settings.trusted_groups_header
         if header is None or (value := headers.get(header)) is None:
             return principal
         groups = clean_names(value.split(","), param=header)
         user_header = self.settings.trusted_user_header
         user = headers.get(user_header, "") if user_header else ""
-        who = f"user:{user}" if user else f"groups:{','.join(sorted(groups))}"
+        scope = principal.scope.narrow(groups=groups)
+        who = f"user:{user}|groups:{','.join(sorted(scope.groups or ()))}"
         subject = f"{principal.subject}~{hashlib.sha256(who.encode()).hexdigest()[:16]}"
-        return replace(principal, groups=groups, subject=subject)
+        return replace(principal, scope=scope, subject=subject)
 
 
 @dataclass(frozen=True)
@@ -123,13 +125,15 @@ class Caller:
 
     def scoped_answer(self, request: AnswerRequest) -> AnswerRequest:
         """The request on an index the key may read, restricted to the caller's ACL groups."""
-        self.principal.require_index(request.index_name, param=_INDEX_PARAM)
-        return replace(request, acl_groups=_narrowed(request.acl_groups, self.principal.groups))
+        scope = self.principal.scope
+        scope.require_index(request.index_name, param=_INDEX_PARAM)
+        return replace(request, acl_groups=scope.narrow(groups=request.acl_groups).as_filter())
 
     def scoped_search(self, request: SearchRequest) -> SearchRequest:
         """The search on an index the key may read, filtered inside the index by ACL groups."""
-        self.principal.require_index(request.index_name, param="index_name")
-        return replace(request, filter=with_acl(request.filter, self.principal.groups))
+        scope = self.principal.scope
+        scope.require_index(request.index_name, param="index_name")
+        return replace(request, filter=with_acl(request.filter, scope.as_filter()))
 
     async def admit_messages(self, messages: Sequence[ChatMessage], *, model: str) -> int:
         """Charge the prompt's estimated tokens (429 when spent); returns the estimate."""
@@ -158,15 +162,6 @@ class Caller:
 
 
 _INDEX_PARAM = "data_sources.0.parameters.index_name"
-
-
-def _narrowed(
-    requested: tuple[str, ...] | None, allowed: tuple[str, ...] | None
-) -> tuple[str, ...] | None:
-    """ACL groups both allow (None: no restriction)."""
-    if allowed is None or requested is None:
-        return allowed if requested is None else requested
-    return tuple(g for g in requested if g in allowed)
 
 
 @asynccontextmanager

@@ -2,8 +2,9 @@
 
 Access (see api/README.md "Keys and roles"): `PrincipalDep` is the caller; `Reader`,
 `Contributor`, `Admin` also check the role; `IndexReader`/`IndexContributor`/`IndexAdmin` also
-check the key's index scope against the `{name}` path parameter. For an index named in a body,
-call `principal.require_index(body.index_name)`. Retrieval passes `principal.groups` as ACL.
+check the key's index scope against the `{name}` path parameter. Everything else asks
+`principal.scope` (core/access.py): `require_index` for an index named in a body, `can_read`
+for a document's ACL groups, `as_filter` for retrieval.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi import Depends, Request
 
 from api.auth import AccessControl, Caller
 from api.services import Services
-from core.keys import Principal, Role
+from core.access import Role
+from core.keys import Principal
 from core.settings import Settings
 from retrieval.answer import AnswerService
 from retrieval.search import Searcher
@@ -78,7 +80,7 @@ def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, who must hold `role` or a higher one (403 otherwise)."""
 
     async def dependency(principal: PrincipalDep) -> Principal:
-        principal.require_role(role)
+        principal.scope.require_role(role)
         return principal
 
     return dependency
@@ -91,8 +93,8 @@ def require_index_access(
     `path_param` in its key's scope (403 otherwise, before the index is even looked up)."""
 
     async def dependency(request: Request, principal: PrincipalDep) -> Principal:
-        principal.require_role(role)
-        principal.require_index(str(request.path_params[path_param]), param=path_param)
+        principal.scope.require_role(role)
+        principal.scope.require_index(str(request.path_params[path_param]), param=path_param)
         return principal
 
     return dependency

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +31,7 @@ from api.ingestion_schemas import (
 )
 from api.services import Services
 from core import jobs
+from core.access import Scope
 from core.db import DocumentRecord, IndexRecord, JobRecord
 from core.errors import (
     DocumentNotFoundError,
@@ -38,6 +40,7 @@ from core.errors import (
     IndexExistsError,
     IndexNotFoundError,
     IndexSettingImmutableError,
+    IngestionJobNotFoundError,
     InvalidRequestError,
     JobQueueUnavailableError,
     PermissionDeniedError,
@@ -53,6 +56,7 @@ from core.ingestion import (
     upload_doc_id,
     uploads_root,
 )
+from core.job_specs import FolderSource, SourcesSpec, StoredUpload, UploadSpec, UrlSource
 from core.keys import Principal
 from retrieval.index import drop_index
 
@@ -67,7 +71,7 @@ def _ts(value: dt.datetime | None) -> int | None:
 # --- indexes -------------------------------------------------------------------------------
 
 
-def create_index(services: Services, body: IndexCreateBody) -> IndexOut:
+def create_index(services: Services, body: IndexCreateBody, scope: Scope) -> IndexOut:
     """Register a new index with its fixed settings (409 when the name is taken)."""
     if services.store.get_index(body.name) is not None:
         raise IndexExistsError(f"index {body.name!r} already exists", param="name")
@@ -91,7 +95,7 @@ def create_index(services: Services, body: IndexCreateBody) -> IndexOut:
     services.store.save_index(record)
     services.catalog(body.name)  # create the vector index now, so a bad backend fails here
     logger.info("created index %s (chunk_size=%d)", body.name, size)
-    return index_out(services, body.name)
+    return index_out(services, body.name, scope)
 
 
 def _check_embedding_model(services: Services, model: str | None) -> None:
@@ -104,7 +108,7 @@ def _check_embedding_model(services: Services, model: str | None) -> None:
         )
 
 
-def update_index(services: Services, name: str, body: IndexUpdateBody) -> IndexOut:
+def update_index(services: Services, name: str, body: IndexUpdateBody, scope: Scope) -> IndexOut:
     """Change an index's description; any change to a fixed setting is a 409."""
     record = get_index(services, name)
     same_model = {record.embedding_model, services.settings.embedding.model}
@@ -123,7 +127,7 @@ def update_index(services: Services, name: str, body: IndexUpdateBody) -> IndexO
     if body.description is not None:
         record.description = body.description
         services.store.save_index(record)
-    return index_out(services, name)
+    return index_out(services, name, scope)
 
 
 def get_index(services: Services, name: str) -> IndexRecord:
@@ -133,9 +137,14 @@ def get_index(services: Services, name: str) -> IndexRecord:
     return record
 
 
-def index_out(services: Services, name: str, *, count_vectors: bool = True) -> IndexOut:
+def index_out(
+    services: Services, name: str, scope: Scope, *, count_vectors: bool = True
+) -> IndexOut:
+    """The index as `scope` sees it: document and chunk counts of the documents it may read;
+    the vector count (index-wide, hidden documents included) only for unrestricted groups."""
     record = get_index(services, name)
-    docs = services.store.list_documents(name)
+    docs = [d for d in services.store.list_documents(name) if scope.can_read(d.acl_groups)]
+    count_vectors = count_vectors and scope.groups is None
     vectors = services.catalog(name).count() if count_vectors else None
     return IndexOut(
         name=record.name,
@@ -151,19 +160,26 @@ def index_out(services: Services, name: str, *, count_vectors: bool = True) -> I
     )
 
 
-def list_indexes(services: Services, principal: Principal) -> list[IndexOut]:
+def list_indexes(services: Services, scope: Scope) -> list[IndexOut]:
     return [
-        index_out(services, r.name, count_vectors=False)
+        index_out(services, r.name, scope, count_vectors=False)
         for r in services.store.list_indexes()
-        if principal.can_access_index(r.name)
+        if scope.can_read_index(r.name)
     ]
 
 
-def delete_index(services: Services, name: str) -> None:
+def delete_index(services: Services, name: str, scope: Scope) -> None:
     """Cancel the index's jobs, then drop its vectors, registry rows, jobs and stored files.
-    409 while a job still writes it (it was asked to stop: retry in a few seconds)."""
+    403 when it holds documents the caller may not read (deleting them is not the caller's
+    to do); 409 while a job still writes it (it was asked to stop: retry in a few seconds)."""
     get_index(services, name)
     store, settings = services.store, services.settings
+    if not all(scope.can_read(d.acl_groups) for d in store.list_documents(name)):
+        raise PermissionDeniedError(
+            f"index {name!r} holds documents outside the key's groups; only a key that reads "
+            "every document may delete it",
+            param="name",
+        )
     running = jobs.cancel_index_jobs(store, name)
     writer = jobs.index_writer(store, name, stale_after_s=settings.jobs.stale_after_s)
     if running or writer:
@@ -183,36 +199,48 @@ def delete_index(services: Services, name: str) -> None:
 # --- documents -----------------------------------------------------------------------------
 
 
-def visible_to(principal: Principal, record: DocumentRecord) -> bool:
-    """Whether the caller's groups may see this document (public ones are seen by all)."""
-    if principal.groups is None or not record.acl_groups:
-        return True
-    return bool(set(record.acl_groups) & set(principal.groups))
-
-
 def document_out(record: DocumentRecord) -> DocumentOut:
-    metadata = dict(record.metadata_ or {})
-    filename = str(metadata.get("filename") or record.source.rstrip("/").rsplit("/", 1)[-1])
     return DocumentOut(
         doc_id=record.doc_id,
         title=record.title,
-        filename=filename,
+        filename=_given_name(record),
         source=_public_source(record),
         status=record.status,
         chunk_count=record.chunk_count,
-        error=record.error,
+        error=record.error and public_text(record.error),
         acl_groups=list(record.acl_groups or []),
-        metadata=metadata,
+        metadata=dict(record.metadata_ or {}),
         origin=record.origin,
         updated_at=_ts(record.updated_at),
     )
 
 
+# an absolute path (not a URL's), whose last part is kept
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])(?:/[^\s'\"/]+)+/([^\s'\"/]+)")
+
+
+def public_text(text: str) -> str:
+    """A message for clients: every absolute server path in it reduced to the file's name."""
+    return _SERVER_PATH.sub(r"\1", text)
+
+
+def _given_name(record: DocumentRecord) -> str:
+    """The name the user gave the file: an upload's name, the path relative to the folder
+    given to `ondata ingest` (ingest/sources.py), else the file's own name."""
+    given = (record.metadata_ or {}).get("filename")
+    return str(given or record.source.rstrip("/").rsplit("/", 1)[-1])
+
+
 def _public_source(record: DocumentRecord) -> str:
-    # an upload's stored path says nothing useful to a client and names server folders
+    """URLs and folder-job paths (inside jobs.source_roots, named by the caller) as they are;
+    uploads and CLI ingests by the name their user gave, never by a server path."""
+    if record.source.startswith(("http://", "https://")) or (record.origin or "").startswith(
+        "folder:"
+    ):
+        return record.source
     if record.origin == "upload":
-        return f"upload://{record.index_name}/{(record.metadata_ or {}).get('filename', '')}"
-    return record.source
+        return f"upload://{record.index_name}/{_given_name(record)}"
+    return _given_name(record)
 
 
 def document_source(record: DocumentRecord) -> Path | str:
@@ -244,7 +272,7 @@ def list_documents(
     rows = [
         r
         for r in services.store.list_documents(name)
-        if visible_to(principal, r) and (status is None or r.status == status)
+        if principal.scope.can_read(r.acl_groups) and (status is None or r.status == status)
     ]
     return [document_out(r) for r in rows[offset : offset + limit]], len(rows)
 
@@ -254,7 +282,7 @@ def get_document(
 ) -> DocumentRecord:
     get_index(services, name)
     record = services.store.get_document(name, doc_id)
-    if record is None or not visible_to(principal, record):
+    if record is None or not principal.scope.can_read(record.acl_groups):
         raise DocumentNotFoundError(f"no document {doc_id!r} in index {name!r}", param="doc_id")
     return record
 
@@ -270,20 +298,6 @@ def delete_document(services: Services, name: str, doc_id: str, principal: Princ
 
 
 # --- uploads and jobs ----------------------------------------------------------------------
-
-
-def acl_for(principal: Principal, requested: list[str]) -> list[str]:
-    """The groups a contributor may give documents: any when unrestricted; within its own
-    groups when its key is restricted (none requested: its own groups, never public)."""
-    groups = list(dict.fromkeys(g.strip() for g in requested if g.strip()))
-    if principal.groups is None or "*" in principal.groups:
-        return groups
-    outside = sorted(set(groups) - set(principal.groups))
-    if outside:
-        raise PermissionDeniedError(
-            f"the key may not label documents with groups {outside}", param="acl_groups"
-        )
-    return groups or list(principal.groups)
 
 
 def parse_metadata(raw: str) -> dict[str, Any]:
@@ -320,7 +334,8 @@ def submit(services: Services, job: JobRecord) -> JobRecord:
 
 def create_sources_job(services: Services, body: JobCreateBody, principal: Principal) -> JobRecord:
     """Validate the sources (folders inside jobs.source_roots, http(s) URLs) and queue a job."""
-    principal.require_index(body.index_name, param="index_name")
+    scope = principal.scope
+    scope.require_index(body.index_name, param="index_name")
     get_index(services, body.index_name)
     cfg = services.settings.jobs
     if body.refresh_interval_s is not None and body.refresh_interval_s < cfg.min_refresh_interval_s:
@@ -329,51 +344,62 @@ def create_sources_job(services: Services, body: JobCreateBody, principal: Princ
             "(jobs.min_refresh_interval_s)",
             param="refresh_interval_s",
         )
-    sources = [_checked_source(services, s.model_dump()) for s in body.sources]
-    spec = {
-        "sources": sources,
-        "acl_groups": acl_for(principal, body.acl_groups),
-        "metadata": body.metadata,
-    }
+    spec = SourcesSpec(
+        sources=[_checked_source(services, s.model_dump()) for s in body.sources],
+        acl_groups=scope.labels(body.acl_groups),
+        metadata=body.metadata,
+        submitter_groups=None if scope.groups is None else list(scope.groups),
+    )
     job = jobs.create_job(
         services.store,
         index_name=body.index_name,
-        kind=jobs.KIND_SOURCES,
         spec=spec,
         refresh_interval_s=body.refresh_interval_s,
     )
     return submit(services, job)
 
 
-def _checked_source(services: Services, source: dict[str, Any]) -> dict[str, Any]:
+def _checked_source(services: Services, source: dict[str, Any]) -> FolderSource | UrlSource:
     if source["type"] == "folder":
         folder = check_folder_source(services.settings, source["path"])
         if not folder.is_dir():
             raise InvalidRequestError(f"folder {source['path']!r} does not exist", param="sources")
-        return {"type": "folder", "path": str(folder)}
+        return FolderSource(path=str(folder))
     url = check_url_source(source["url"])
     check_url_address(services.settings, url)
-    return {**source, "url": url}
+    return UrlSource.model_validate({**source, "url": url})
 
 
 def get_job(services: Services, job_id: str, principal: Principal) -> JobRecord:
+    """The job, if the caller may see it: its index is in scope and the caller may read the
+    documents it writes (else 404, as for a job that does not exist)."""
     job = jobs.get_job(services.store, job_id)
-    principal.require_index(job.index_name, param="job_id")
+    principal.scope.require_index(job.index_name, param="job_id")
+    if not job_visible(principal.scope, job):
+        raise IngestionJobNotFoundError(f"no ingestion job {job_id!r}", param="job_id")
     return job
+
+
+def job_visible(scope: Scope, job: JobRecord) -> bool:
+    """Whether `scope` may see a job: its index, and the ACL groups its documents get (what a
+    job shows, file names, doc ids, sources and errors, is about those documents)."""
+    return scope.can_read_index(job.index_name) and scope.can_read(jobs.job_spec(job).acl_groups)
 
 
 def job_out(services: Services, job: JobRecord) -> JobOut:
     progress = jobs.job_progress(services.store, job.id)
-    spec = job.spec or {}
+    spec = jobs.job_spec(job)
+    sources = [s.model_dump() for s in spec.sources] if isinstance(spec, SourcesSpec) else []
+    files = spec.files if isinstance(spec, UploadSpec) else []
     return JobOut(
         id=job.id,
         index_name=job.index_name,
-        kind=job.kind,  # type: ignore[arg-type]
+        kind=spec.kind,
         status=job.status,
-        sources=list(spec.get("sources", [])),
-        files=[{"filename": f["filename"], "doc_id": f["doc_id"]} for f in spec.get("files", [])],
-        acl_groups=list(spec.get("acl_groups", [])),
-        metadata=dict(spec.get("metadata") or {}),
+        sources=sources,
+        files=[{"filename": f.filename, "doc_id": f.doc_id} for f in files],
+        acl_groups=list(spec.acl_groups),
+        metadata=dict(spec.metadata),
         refresh_interval_s=job.refresh_interval_s,
         next_run_at=_ts(job.next_run_at),
         run=job.run,
@@ -382,10 +408,28 @@ def job_out(services: Services, job: JobRecord) -> JobOut:
         created_at=_ts(job.created_at) or 0,
         started_at=_ts(job.started_at),
         finished_at=_ts(job.finished_at),
-        error=job.error,
+        error=job.error and public_text(job.error),
         progress=JobProgress(processed=progress.processed, **vars(progress)),
-        errors=[JobError(**vars(e)) for e in jobs.job_errors(services.store, job.id)],
+        errors=_job_errors(services, job),
     )
+
+
+def _job_errors(services: Services, job: JobRecord) -> list[JobError]:
+    """The job's failed documents; an upload by its name, not where the server stored it
+    (`<data_dir>/uploads/<index>/<unique>/<name>`)."""
+    uploads = uploads_root(services.settings)
+    return [
+        JobError(
+            doc_id=e.doc_id,
+            source=(
+                f"upload://{job.index_name}/{Path(e.source).name}"
+                if Path(e.source).is_relative_to(uploads)
+                else e.source
+            ),
+            error=public_text(e.error),
+        )
+        for e in jobs.job_errors(services.store, job.id)
+    ]
 
 
 def accept_uploads(
@@ -397,23 +441,31 @@ def accept_uploads(
     acl_groups: str,
     metadata: str,
 ) -> UploadAccepted:
-    """Check every file (count, name, type, size) before storing any, then queue one job."""
+    """Check every file (count, name, type, size) before storing any, then queue one job.
+
+    A file becomes the caller's own document (`Scope.owned_id`): an upload never replaces,
+    or reports as unchanged, a document written under other ACL groups."""
+    scope = principal.scope
     get_index(services, name)
     names = _checked_uploads(services, files)
-    acl = acl_for(principal, acl_groups.split(","))
+    acl = scope.labels(acl_groups.split(","))
     meta = parse_metadata(metadata)
-    stored = _store_uploads(services, name, files, names)
-    spec = {"files": [item for item, _ in stored], "acl_groups": acl, "metadata": meta}
+    stored = _store_uploads(services, name, files, names, scope=scope)
+    spec = UploadSpec(
+        files=[item for item, _ in stored],
+        acl_groups=acl,
+        metadata=meta,
+        submitter_groups=None if scope.groups is None else list(scope.groups),
+    )
     job = jobs.create_job(
         services.store,
         index_name=name,
-        kind=jobs.KIND_UPLOAD,
         spec=spec,
-        items=[(item["doc_id"], item["filename"]) for item, _ in stored],
+        items=[(item.doc_id, item.filename) for item, _ in stored],
     )
     submit(services, job)
     documents = [
-        UploadedFile(filename=item["filename"], doc_id=item["doc_id"], bytes=size)
+        UploadedFile(filename=item.filename, doc_id=item.doc_id, bytes=size)
         for item, size in stored
     ]
     return UploadAccepted(job_id=job.id, status=job.status, documents=documents)
@@ -453,17 +505,17 @@ def _checked_uploads(services: Services, files: list[UploadFile]) -> list[str]:
 
 
 def _store_uploads(
-    services: Services, name: str, files: list[UploadFile], names: list[str]
-) -> list[tuple[dict[str, str], int]]:
-    stored: list[tuple[dict[str, str], int]] = []
+    services: Services, name: str, files: list[UploadFile], names: list[str], *, scope: Scope
+) -> list[tuple[StoredUpload, int]]:
+    stored: list[tuple[StoredUpload, int]] = []
     try:
         for upload, safe in zip(files, names, strict=True):
             target = new_upload_path(services.settings, name, safe)
             size = store_file(upload.file, target)
-            item = {"path": str(target), "filename": safe, "doc_id": upload_doc_id(name, safe)}
-            stored.append((item, size))
+            doc_id = scope.owned_id(upload_doc_id(name, safe))
+            stored.append((StoredUpload(path=str(target), filename=safe, doc_id=doc_id), size))
     except BaseException:
         for item, _ in stored:
-            remove_stored_upload(services.settings, item["path"])
+            remove_stored_upload(services.settings, item.path)
         raise
     return stored

@@ -331,10 +331,11 @@ class ConversationStore:
         *,
         rating: Rating | None = None,
         category: FeedbackCategory | None = None,
+        owner: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Feedback]:
-        """Everyone's feedback, newest first (for administrators reviewing answers)."""
+        """Feedback, newest first: everyone's, or only `owner`'s (administrators review it)."""
         query = (
             select(FeedbackRecord, MessageRecord.content, ConversationRecord.public_id)
             .join(MessageRecord, MessageRecord.id == FeedbackRecord.message_id)
@@ -343,6 +344,8 @@ class ConversationStore:
         )
         if rating is not None:
             query = query.where(FeedbackRecord.rating == rating)
+        if owner is not None:
+            query = query.where(FeedbackRecord.owner == owner)
         with self._store.session() as s:
             rows = [
                 _feedback(f, conversation_id=cid, content=content)

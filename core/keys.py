@@ -2,7 +2,7 @@
 
 A key is ``od_<id>_<secret>`` (256 random bits); the store keeps only its SHA-256 and the
 ``od_<id>`` prefix, so a leaked database cannot be replayed. Roles nest: admin > contributor >
-reader. ``Principal.groups`` decides which documents retrieval may touch (None: all of them).
+reader. A principal's `Scope` (core/access.py) decides what it may reach and read.
 """
 
 from __future__ import annotations
@@ -13,25 +13,16 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Literal, get_args
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from core.access import Scope
+from core.access import ROLES, Role, Scope
 from core.db import Base
-from core.errors import (
-    ApiKeyNotFoundError,
-    InvalidRequestError,
-    LastAdminKeyError,
-    PermissionDeniedError,
-)
+from core.errors import ApiKeyNotFoundError, InvalidRequestError, LastAdminKeyError
 from core.text import without_invisible
 
-Role = Literal["reader", "contributor", "admin"]
-ROLES: tuple[Role, ...] = get_args(Role)
-_RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
 KEY_PREFIX = "od_"
 _ID_BYTES = 6
 _SECRET_BYTES = 32
@@ -82,6 +73,10 @@ class ApiKeyInfo:
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
+    @property
+    def scope(self) -> Scope:
+        return Scope(role=self.role, indexes=self.indexes, groups=self.groups)
+
 
 @dataclass(frozen=True)
 class CreatedKey:
@@ -96,38 +91,17 @@ class Principal:
     """Who a request acts as.
 
     ``subject`` identifies the caller for history and limits (a key id, ``operator`` for the
-    configured key, ``anonymous`` with auth off). ``groups`` None reads every document, a tuple
-    reads public documents plus those sharing a group; ``indexes`` None reaches every index.
+    configured key, ``anonymous`` with auth off); ``scope`` is what it may reach and read.
     """
 
     subject: str
-    role: Role
-    groups: tuple[str, ...] | None = None
-    indexes: tuple[str, ...] | None = None
+    scope: Scope
     authenticated: bool = False
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
 
-    def has_role(self, role: Role) -> bool:
-        return _RANK[self.role] >= _RANK[role]
 
-    def can_access_index(self, name: str) -> bool:
-        return self.indexes is None or name in self.indexes
-
-    def require_role(self, role: Role) -> None:
-        """Raise PermissionDeniedError unless this principal holds `role` (or a higher one)."""
-        if not self.has_role(role):
-            raise PermissionDeniedError(f"this needs the {role} role; the key is a {self.role}")
-
-    def require_index(self, name: str, *, param: str | None = None) -> None:
-        """Raise PermissionDeniedError unless the key's index scope includes `name`."""
-        if not self.can_access_index(name):
-            raise PermissionDeniedError(
-                f"the key is not scoped to index {name!r}", param=param
-            )
-
-
-ANONYMOUS = Principal(subject="anonymous", role="admin")
+ANONYMOUS = Principal(subject="anonymous", scope=Scope(role="admin"))
 
 
 def hash_key(key: str) -> str:
@@ -189,17 +163,11 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _scope(info: ApiKeyInfo) -> Scope:
-    return Scope(role=info.role, indexes=info.indexes, groups=info.groups)
-
-
 def principal_for(info: ApiKeyInfo) -> Principal:
     """The principal an active key acts as."""
     return Principal(
         subject=info.id,
-        role=info.role,
-        groups=info.groups,
-        indexes=info.indexes,
+        scope=info.scope,
         authenticated=True,
         requests_per_minute=info.requests_per_minute,
         tokens_per_minute=info.tokens_per_minute,
@@ -285,8 +253,8 @@ class KeyStore:
                 ApiKeyRecord.id != row.id,
             )
         )
-        scope = _scope(_info(row))
-        if not any(_scope(_info(o)).contains(scope) for o in others):
+        scope = _info(row).scope
+        if not any(_info(o).scope.contains(scope) for o in others):
             raise LastAdminKeyError(
                 f"{KEY_PREFIX}{row.id} is the last admin key with its scope: revoking it would "
                 "lock administrators out. Create another admin key first (`ondata keys create "
@@ -321,4 +289,3 @@ class KeyStore:
             with self._sessions.begin() as s:
                 self._any_seen = bool(s.scalar(select(func.count()).select_from(ApiKeyRecord)))
         return self._any_seen
-

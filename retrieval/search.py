@@ -57,6 +57,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.access import meet
 from core.errors import ConfigurationError, InvalidRequestError
 from core.metrics import embedding_timer, phase
 from core.models import ScoredChunk, SparseVector
@@ -381,16 +382,16 @@ class Searcher:
 
 
 def with_acl(flt: MetadataFilter | None, groups: Sequence[str] | None) -> MetadataFilter | None:
-    """The filter restricted to chunks these ACL groups may read (None: no restriction).
+    """The filter restricted to chunks readable with `groups`, a caller's
+    `Scope.as_filter()` (None: no restriction).
 
-    A filter that already names acl_groups keeps only the groups both allow, so a caller's
-    own `acl_groups` filter narrows its access and can never widen it.
+    A filter that already names acl_groups keeps only the groups both allow (core.access
+    `meet`, as `Scope.narrow`), so a caller's own `acl_groups` filter narrows its access and
+    can never widen it.
     """
     if groups is None:
         return flt
-    allowed = tuple(groups)
-    if flt is not None and flt.acl_groups is not None:
-        allowed = tuple(g for g in flt.acl_groups if g in allowed)
+    allowed = meet(flt.acl_groups if flt else None, groups)
     return MetadataFilter(equals=dict(flt.equals) if flt else {}, acl_groups=allowed)
 
 

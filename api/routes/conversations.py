@@ -1,7 +1,9 @@
 """Chat history: the caller's conversations (list, create, read, rename, delete), feedback on
-answers, and every caller's feedback for administrators.
+answers, and every caller's feedback for unrestricted administrators.
 
-Readers see and change only their own conversations; another caller's id is a 404.
+Readers see and change only their own conversations; another caller's id is a 404. The owner
+is the key (with a trusted gateway: the user and its group set), so a history never shows
+answers drawn from documents outside the scope they were asked under.
 """
 
 from __future__ import annotations
@@ -120,15 +122,25 @@ async def withdraw_feedback(
 
 @router.get("/v1/feedback", responses=errors(403))
 async def list_feedback(
-    _: Admin,
+    principal: Admin,
+    owner: OwnerDep,
     store: ConversationsDep,
     rating: Rating | None = None,
     category: FeedbackCategory | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> FeedbackList:
-    """Every caller's feedback, newest first, with the answer it is about (administrators)."""
+    """Feedback, newest first, with the answer it is about (administrators). Every caller's
+    for an admin whose scope is unrestricted (every index, every document); an admin scoped
+    to indexes or groups sees only its own, since an answer can quote any document its
+    asker could read."""
+    mine = None if principal.scope.unrestricted else owner
     rows = await asyncio.to_thread(
-        store.list_feedback, rating=rating, category=category, limit=limit, offset=offset
+        store.list_feedback,
+        rating=rating,
+        category=category,
+        owner=mine,
+        limit=limit,
+        offset=offset,
     )
     return FeedbackList(data=[feedback_review_out(f) for f in rows])

@@ -1,7 +1,9 @@
 """GET /v1/evaluations[/{id}]: past `ondata eval` runs, read from <data_dir>/evaluations/<id>/.
 
 The evaluation package writes each run's summary.json there; the API only reads those files
-(it never imports evaluation). A folder without a readable summary.json is not listed.
+(it never imports evaluation). A folder without a readable summary.json is not listed. A run
+is shown to keys scoped to its index (`index.name` of the summary); a run on a corpus built
+from a dataset names no index, and only keys reaching every index see it.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from api.deps import SettingsDep, require_api_key
+from api.deps import PrincipalDep, SettingsDep
 from api.openapi import KEYED, errors
 from api.schemas import EvaluationList, EvaluationRunOut
+from core.access import Scope
 from core.errors import EvaluationNotFoundError
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["evaluations"], responses=KEYED)
+router = APIRouter(tags=["evaluations"], responses=KEYED)
 
 RUNS_DIR = "evaluations"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -28,22 +31,32 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
 @router.get("/v1/evaluations")
-def list_evaluations(settings: SettingsDep) -> EvaluationList:
-    """Every readable run, newest first."""
+def list_evaluations(settings: SettingsDep, principal: PrincipalDep) -> EvaluationList:
+    """Every readable run in the caller's scope, newest first."""
     root = settings.data_dir / RUNS_DIR
     folders = [f for f in root.iterdir() if f.is_dir()] if root.is_dir() else []
-    found = [run_out(f.name, s) for f in folders if (s := _summary(f)) is not None]
+    found = [
+        run_out(f.name, s)
+        for f in folders
+        if (s := _summary(f)) is not None and _in_scope(s, principal.scope)
+    ]
     found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
     return EvaluationList(data=found)
 
 
 @router.get("/v1/evaluations/{run_id}", responses=errors(404))
-def get_evaluation(run_id: str, settings: SettingsDep) -> dict[str, Any]:
-    """The run's full summary.json."""
+def get_evaluation(run_id: str, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The run's full summary.json (404 outside the caller's scope, as for no run)."""
     summary = _summary(settings.data_dir / RUNS_DIR / run_id) if _RUN_ID.match(run_id) else None
-    if summary is None:
+    if summary is None or not _in_scope(summary, principal.scope):
         raise EvaluationNotFoundError(f"evaluation {run_id!r} does not exist", param="run_id")
     return summary
+
+
+def _in_scope(summary: dict[str, Any], scope: Scope) -> bool:
+    index = summary.get("index")
+    name = index.get("name") if isinstance(index, dict) else None
+    return scope.can_read_index(name if isinstance(name, str) and name else None)
 
 
 def _summary(folder: Path) -> dict[str, Any] | None:

@@ -37,31 +37,32 @@ def install_ingestion_routes(app: FastAPI) -> None:
 
 @router.post("/v1/indexes", status_code=201, responses=errors(409))
 def create_index(body: IndexCreateBody, services: ServicesDep, principal: Admin) -> IndexOut:
-    principal.require_index(body.name, param="name")
-    return ingestion.create_index(services, body)
+    principal.scope.require_index(body.name, param="name")
+    return ingestion.create_index(services, body, principal.scope)
 
 
 @router.get("/v1/indexes")
 def list_indexes(services: ServicesDep, principal: Reader) -> IndexList:
-    return IndexList(data=ingestion.list_indexes(services, principal))
+    return IndexList(data=ingestion.list_indexes(services, principal.scope))
 
 
 @router.get("/v1/indexes/{name}", responses=errors(404))
 def get_index(name: str, services: ServicesDep, principal: Reader) -> IndexOut:
-    principal.require_index(name, param="name")
-    return ingestion.index_out(services, name)
+    """The index; its counts cover only the documents the caller may read."""
+    principal.scope.require_index(name, param="name")
+    return ingestion.index_out(services, name, principal.scope)
 
 
 @router.patch("/v1/indexes/{name}", responses=errors(404, 409))
 def update_index(
-    name: str, body: IndexUpdateBody, services: ServicesDep, _: IndexAdmin
+    name: str, body: IndexUpdateBody, services: ServicesDep, principal: IndexAdmin
 ) -> IndexOut:
-    return ingestion.update_index(services, name, body)
+    return ingestion.update_index(services, name, body, principal.scope)
 
 
 @router.delete("/v1/indexes/{name}", responses=errors(404, 409))
-def delete_index(name: str, services: ServicesDep, _: IndexAdmin) -> IndexDeleted:
-    ingestion.delete_index(services, name)
+def delete_index(name: str, services: ServicesDep, principal: IndexAdmin) -> IndexDeleted:
+    ingestion.delete_index(services, name, principal.scope)
     return IndexDeleted(name=name)
 
 

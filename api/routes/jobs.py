@@ -31,7 +31,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobList:
     rows = jobs.list_jobs(services.store, index_name=index_name, status=status, limit=limit)
-    visible = [j for j in rows if principal.can_access_index(j.index_name)]
+    visible = [j for j in rows if ingestion.job_visible(principal.scope, j)]
     return JobList(data=[ingestion.job_out(services, j) for j in visible])
 
 

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AccessDep, Admin
 from api.openapi import KEYED, errors
+from core.access import Role, Scope
 from core.errors import PermissionDeniedError
-from core.keys import MAX_PER_MINUTE, ApiKeyInfo, Principal, Role, clean_names, default_groups
+from core.keys import MAX_PER_MINUTE, ApiKeyInfo, Principal, clean_names, default_groups
 
 router = APIRouter(tags=["keys"], responses=KEYED | errors(403))
 
@@ -79,14 +80,9 @@ def key_out(info: ApiKeyInfo) -> KeyOut:
     )
 
 
-def _within(inner: tuple[str, ...] | None, outer: tuple[str, ...] | None) -> bool:
-    """Whether scope `inner` is inside `outer` (None is everything)."""
-    return outer is None or (inner is not None and set(inner) <= set(outer))
-
-
 def can_manage(admin: Principal, info: ApiKeyInfo) -> bool:
     """Whether `admin` holds at least the index scope and groups of the key `info`."""
-    return _within(info.indexes, admin.indexes) and _within(info.groups, admin.groups)
+    return admin.scope.contains(info.scope)
 
 
 def _requested_groups(body: KeyCreateBody) -> tuple[str, ...] | None:
@@ -100,12 +96,13 @@ def _requested_groups(body: KeyCreateBody) -> tuple[str, ...] | None:
 def _check_grant(
     admin: Principal, groups: tuple[str, ...] | None, indexes: list[str] | None
 ) -> None:
+    held = admin.scope
     scope = None if indexes is None else clean_names(indexes, param="indexes")
-    if not _within(scope, admin.indexes):
+    if not held.contains(Scope(role="reader", indexes=scope, groups=held.groups)):
         raise PermissionDeniedError(
             "a key can only be scoped to indexes the creating key has", param="indexes"
         )
-    if not _within(groups, admin.groups):
+    if not held.contains(Scope(role="reader", indexes=held.indexes, groups=groups)):
         raise PermissionDeniedError(
             "a key can only carry groups the creating key has", param="groups"
         )
@@ -115,7 +112,7 @@ def _check_grant(
 async def create_key(body: KeyCreateBody, admin: Admin, access: AccessDep) -> CreatedKeyOut:
     """A new key (admin only); the response is the only time the key is shown."""
     groups = _requested_groups(body)
-    indexes = body.indexes if body.indexes is not None else admin.indexes
+    indexes = body.indexes if body.indexes is not None else admin.scope.indexes
     _check_grant(admin, groups, None if indexes is None else list(indexes))
     created = await run_in_threadpool(
         access.keys.create,

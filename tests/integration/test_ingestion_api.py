@@ -20,6 +20,7 @@ import pytest
 from api.app import create_app
 from core import jobs
 from core.db import Store, make_engine
+from core.job_specs import SourcesSpec
 from core.settings import IngestSettings, JobsSettings, Settings
 from tests.integration.api_support import serve_in_thread
 
@@ -519,9 +520,7 @@ def test_url_job_redirects_into_internal_addresses_fail_per_source(
 
 def test_jobs_cancel_queued_and_refuse_finished(http: httpx.Client, store: Store) -> None:
     _index(http, "cancel")
-    queued = jobs.create_job(
-        store, index_name="cancel", kind=jobs.KIND_SOURCES, spec={"sources": []}
-    )
+    queued = jobs.create_job(store, index_name="cancel", spec=SourcesSpec())
     cancelled = http.post(f"/v1/ingestion/jobs/{queued.id}/cancel")
     assert cancelled.json()["status"] == "cancelled"
     finished = _wait(http, _upload(http, "cancel", [("a.md", HOTELS)]).json()["job_id"])

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.access import Scope
 from core.db import make_engine
 from core.errors import (
     ApiKeyNotFoundError,
@@ -18,7 +19,6 @@ from core.errors import (
 from core.keys import (
     ApiKeyRecord,
     KeyStore,
-    Principal,
     hash_key,
     parse_groups,
     parse_role,
@@ -111,15 +111,15 @@ def test_keys_unknown_role_is_refused() -> None:
         parse_role("superuser")
 
 
-def test_principal_roles_nest_and_scopes_restrict() -> None:
-    reader = Principal(subject="r", role="reader", indexes=("x",))
-    admin = Principal(subject="a", role="admin")
+def test_scope_roles_nest_and_scopes_restrict() -> None:
+    reader = Scope(role="reader", indexes=("x",))
+    admin = Scope(role="admin")
     assert admin.has_role("contributor")
     assert admin.has_role("reader")
     assert not reader.has_role("contributor")
-    assert reader.can_access_index("x")
-    assert not reader.can_access_index("y")
-    assert admin.can_access_index("anything")
+    assert reader.can_read_index("x")
+    assert not reader.can_read_index("y")
+    assert admin.can_read_index("anything")
     with pytest.raises(PermissionDeniedError, match="contributor"):
         reader.require_role("contributor")
     with pytest.raises(PermissionDeniedError, match="'y'"):

@@ -12,6 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.limits import MemoryTokenBuckets, RateLimiter, RedisTokenBuckets, TokenBuckets
+from core.access import Scope
 from core.db import make_engine
 from core.errors import RateLimitedError
 from core.keys import KeyStore, Principal
@@ -19,6 +20,8 @@ from core.settings import ApiSettings, Settings
 from tests.integration.api_support import serve_in_thread
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
+
+READER = Scope(role="reader")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -78,20 +81,20 @@ async def test_redis_buckets_are_shared_between_processes_clients() -> None:
 
 async def test_limiter_refuses_with_retry_after_and_uses_the_keys_own_limit() -> None:
     limiter = RateLimiter(MemoryTokenBuckets(), requests_per_minute=100)
-    tight = Principal(subject=_name(), role="reader", requests_per_minute=1)
+    tight = Principal(subject=_name(), scope=READER, requests_per_minute=1)
     await limiter.admit_request(tight)
     with pytest.raises(RateLimitedError) as refused:
         await limiter.admit_request(tight)
     assert refused.value.status_code == 429
     assert 0 < refused.value.retry_after <= 60
-    roomy = Principal(subject=_name(), role="reader")
+    roomy = Principal(subject=_name(), scope=READER)
     for _ in range(5):
         await limiter.admit_request(roomy)
 
 
 async def test_limiter_tokens_charge_estimate_then_settle() -> None:
     limiter = RateLimiter(MemoryTokenBuckets(), tokens_per_minute=1000)
-    caller = Principal(subject=_name(), role="reader")
+    caller = Principal(subject=_name(), scope=READER)
     await limiter.admit_tokens(caller, 400)
     await limiter.charge_tokens(caller, 700)
     with pytest.raises(RateLimitedError, match="1000 tokens per minute"):
@@ -100,7 +103,7 @@ async def test_limiter_tokens_charge_estimate_then_settle() -> None:
 
 async def test_limiter_without_limits_admits_everything() -> None:
     limiter = RateLimiter(MemoryTokenBuckets())
-    caller = Principal(subject=_name(), role="reader")
+    caller = Principal(subject=_name(), scope=READER)
     for _ in range(50):
         await limiter.admit_request(caller)
         await limiter.admit_tokens(caller, 10**6)
@@ -108,7 +111,7 @@ async def test_limiter_without_limits_admits_everything() -> None:
 
 async def test_limiter_admits_when_redis_is_unreachable() -> None:
     limiter = RateLimiter(RedisTokenBuckets("redis://127.0.0.1:1/0"), requests_per_minute=1)
-    caller = Principal(subject=_name(), role="reader")
+    caller = Principal(subject=_name(), scope=READER)
     try:
         await limiter.admit_request(caller)
         await limiter.admit_request(caller)
