@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
+
 from core.settings import Settings
 
 KEY_HINT = (
@@ -30,3 +34,40 @@ def status_message(url: str, status: int, message: str, *, sent_key: bool) -> st
         why = "rejected the API key" if sent_key else "needs an API key"
         return f"{url} {why} (401: {message}); {KEY_HINT}"
     return f"{status}: {message}"
+
+
+def server_client(url: str, api_key: str | None, *, timeout_s: float = 300.0) -> httpx.Client:
+    """An HTTP client for the server at url that sends the key (when there is one)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+
+def send_json(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    sent_key: bool,
+    missing_ok: bool = False,
+    **kwargs: Any,
+) -> dict[str, Any] | None:
+    """One request; its JSON, None for a 404 when missing_ok, RemoteError for other errors."""
+    url = str(client.base_url).rstrip("/")
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"cannot reach {url}: {exc}") from exc
+    if response.status_code == 404 and missing_ok:
+        return None
+    if response.status_code >= 400:
+        message = _error_message(response)
+        raise RemoteError(status_message(url, response.status_code, message, sent_key=sent_key))
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from core.filetypes import is_supported, unsupported_message
-from core.remote import RemoteError, status_message
+from core.remote import send_json, server_client
 from ingest.pipeline import FailedDocument, IngestReport
 
 BATCH_FILES = 50
@@ -44,7 +44,7 @@ def upload_files(
     started = time.monotonic()
     report = IngestReport()
     batches = _batches(_admitted(paths, report, progress))
-    with _client(target) as client:
+    with server_client(target.url, target.api_key, timeout_s=target.timeout_s) as client:
         _ensure_index(client, target)
         for batch in batches:
             job, names = _upload(client, target, batch)
@@ -92,11 +92,6 @@ def _batches(paths: list[Path]) -> Iterator[list[Path]]:
         size += length
     if batch:
         yield batch
-
-
-def _client(target: UploadTarget) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
-    return httpx.Client(base_url=target.url.rstrip("/"), headers=headers, timeout=target.timeout_s)
 
 
 def _ensure_index(client: httpx.Client, target: UploadTarget) -> None:
@@ -164,31 +159,6 @@ def _add_outcome(job: dict[str, Any], names: dict[str, Path], report: IngestRepo
 
 
 def _send(
-    client: httpx.Client,
-    target: UploadTarget,
-    method: str,
-    path: str,
-    *,
-    missing_ok: bool = False,
-    **kwargs: Any,
+    client: httpx.Client, target: UploadTarget, method: str, path: str, **kwargs: Any
 ) -> dict[str, Any] | None:
-    """One request; its JSON, None for a 404 when missing_ok, RemoteError for other errors."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach {target.url}: {exc}") from exc
-    if response.status_code == 404 and missing_ok:
-        return None
-    if response.status_code >= 400:
-        raise RemoteError(_error_line(target, response))
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _error_line(target: UploadTarget, response: httpx.Response) -> str:
-    try:
-        message = str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200] or response.reason_phrase
-    sent_key = target.api_key is not None
-    return status_message(target.url, response.status_code, message, sent_key=sent_key)
+    return send_json(client, method, path, sent_key=target.api_key is not None, **kwargs)

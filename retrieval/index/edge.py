@@ -50,8 +50,8 @@ MAINTAIN_SHARE = 0.10
 LOCKED_MESSAGE = (
     "the embedded index at {path} is open in another process, most likely a running "
     "`ondata serve` (an Edge index is opened by one process at a time). While the server "
-    "runs, go through it: `ondata ingest --url URL`, `ondata ask --url URL`, or the API "
-    "(e.g. POST /v1/search); or stop the server first."
+    "runs, go through it with --url (e.g. `ondata ingest PATH --url http://127.0.0.1:8000`; "
+    "ask and search take --url too) or the API; or stop the server first."
 )
 
 

@@ -94,6 +94,25 @@ def test_ask_url_takes_the_key_from_the_client_setting(server: Server, tmp_path:
     assert "Citations:" in output
 
 
+def test_search_url_searches_through_the_server(server: Server, tmp_path: Path) -> None:
+    argv = ("search", "hotels in capital cities", "--index", INDEX, "--url", server.url)
+    code, output = ondata(*argv, data_dir=str(tmp_path))
+    assert code == 1
+    assert "needs an API key" in output
+    code, output = ondata(*argv, "--json", "--api-key", server.admin_key, data_dir=str(tmp_path))
+    assert code == 0, output
+    results = json.loads(output)["results"]
+    assert results[0]["filepath"] == "travel.md"
+    assert "180 euros" in results[0]["content"]
+    code, output = ondata(*argv, "--mode", "keyword", data_dir=str(tmp_path), **_key(server))
+    assert code == 0, output
+    assert output.startswith("1. [")
+
+
+def _key(server: Server) -> dict[str, str]:
+    return {"ONDATA_CLIENT__API_KEY": server.admin_key}
+
+
 def _write_docs(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in DOCUMENTS.items():
