@@ -354,10 +354,12 @@ class EvaluationList(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """OpenAI's error object; `code` is always set and stable (api/README.md "Errors")."""
+
     message: str
     type: str
     param: str | None = None
-    code: str | None = None
+    code: str
 
 
 class ErrorBody(BaseModel):
