@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 from api.app import create_app
 from api.cli import register
 from api.routes.playground import CONTENT_SECURITY_POLICY
+from core.access import ROLES
 from core.db import make_engine
-from core.keys import ROLES, KeyStore
+from core.keys import KeyStore
 from core.settings import ApiSettings, JobsSettings, Settings
 from tests.integration.api_support import serve_in_thread
 

@@ -20,8 +20,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
+from core.access import ROLES
 from core.db import make_engine
-from core.keys import ROLES, KeyStore
+from core.keys import KeyStore
 from core.settings import JobsSettings, Settings
 from tests.integration.api_support import build_index
 
