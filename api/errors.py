@@ -12,12 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.schemas import ErrorBody, ErrorDetail
-from core.errors import (
-    ChatModelRateLimitError,
-    OndataError,
-    RateLimitedError,
-    RerankerRateLimitError,
-)
+from core.errors import OndataError
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +38,12 @@ def ondata_error_body(exc: OndataError) -> dict[str, Any]:
 
 
 def ondata_error_response(exc: OndataError) -> JSONResponse:
-    """The HTTP response for a domain error, with Retry-After on rate limits."""
+    """The HTTP response for a domain error; every 429 says when to retry (Retry-After)."""
     headers: dict[str, str] = {}
-    if isinstance(exc, ChatModelRateLimitError | RateLimitedError | RerankerRateLimitError):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
+    if exc.status_code == 429:
+        # each rate-limit error carries retry_after (seconds, None when upstream said nothing)
+        retry_after = getattr(exc, "retry_after", None)
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
     return JSONResponse(ondata_error_body(exc), status_code=exc.status_code, headers=headers)
 
 
