@@ -127,7 +127,8 @@ class Caller:
         """The request on an index the key may read, restricted to the caller's ACL groups."""
         scope = self.principal.scope
         scope.require_index(request.index_name, param=_INDEX_PARAM)
-        return replace(request, acl_groups=scope.narrow(groups=request.acl_groups).as_filter())
+        narrowed = scope.narrow(indexes=request.scope.indexes, groups=request.scope.groups)
+        return replace(request, scope=narrowed)
 
     def scoped_search(self, request: SearchRequest) -> SearchRequest:
         """The search on an index the key may read, filtered inside the index by ACL groups."""

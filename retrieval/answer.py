@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from core.access import EVERYTHING, Scope
 from core.errors import InvalidRequestError, MissingUserMessageError
 from core.metrics import phase
 from core.models import Answer, Citation, ScoredChunk
@@ -58,8 +59,9 @@ class AnswerRequest:
     """Everything one grounded chat request carries (the OYD data_sources parameters + sampling).
 
     ``messages`` is the conversation as the caller sent it (system turns are kept as extra
-    role information after the grounding rules). ``acl_groups``, when not None, restricts the
-    search to chunks those groups may read (on top of ``filter``). Raises InvalidRequestError
+    role information after the grounding rules). ``scope`` (core/access.py) restricts the
+    search to chunks its groups may read, inside the index, on top of ``filter`` (the API sets
+    the caller's; in-process callers read everything). Raises InvalidRequestError
     on construction when a parameter is out of range or there is no user turn.
     """
 
@@ -72,7 +74,7 @@ class AnswerRequest:
     mode: SearchMode = "hybrid"
     rerank: bool = False
     filter: MetadataFilter | None = None
-    acl_groups: tuple[str, ...] | None = None
+    scope: Scope = EVERYTHING
     max_search_queries: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -102,7 +104,7 @@ class AnswerRequest:
             rerank=self.rerank,
             top_n_documents=self.top_n_documents,
             strictness=self.strictness,
-            filter=with_acl(self.filter, self.acl_groups),
+            filter=with_acl(self.filter, self.scope.as_filter()),
         )
 
     @property
