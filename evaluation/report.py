@@ -10,8 +10,10 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +105,12 @@ def format_value(name: str, value: Any) -> str:
         return "-"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
-    if isinstance(value, int):
+    if isinstance(value, int) or not math.isfinite(value):
         return str(value)
-    return f"{value:.1f}" if _is_time(name) else f"{value:.3f}"
+    # halves round up, as the playground's toFixed does (Python's format would round 0.0625
+    # to 0.062 and the page to 0.063)
+    places = Decimal("0.1") if _is_time(name) else Decimal("0.001")
+    return str(Decimal(repr(value)).quantize(places, rounding=ROUND_HALF_UP))
 
 
 def _is_time(name: str) -> bool:

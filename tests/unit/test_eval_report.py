@@ -32,15 +32,18 @@ def test_format_value_one_rule_for_rates_times_and_counts() -> None:
     assert format_value("latency p95 (ms)", 3.0) == "3.0"
     assert format_value("questions", 28) == "28"
     assert format_value("answer_f1", None) == "-"
+    assert format_value("citation_precision", 0.8125) == "0.813"  # halves up, as the page
+    assert format_value("answer_f1", 1e-9) == "0.000"
+    assert format_value("answer_f1", float("nan")) == "nan"
 
 
 def test_text_table_aligns_columns_and_marks_lower_is_better() -> None:
     table = text_table(["metric", "value"], [[n, v] for n, v in ANSWERS["metrics"].items()])
     lines = table.splitlines()
     assert len({len(line) for line in lines}) == 1  # every value ends in the same column
-    assert "hallucinated_citation_rate (lower is better)  0.062" in table
+    assert "hallucinated_citation_rate (lower is better)  0.063" in table
     assert "citation_precision" in table
-    assert "0.812" in table
+    assert "0.813" in table
     assert "41.2" in table
 
 
@@ -70,4 +73,4 @@ def test_summary_names_the_metrics_where_lower_is_better(tmp_path: Path) -> None
         "false_refusal_rate",
         "error_rate",
     }
-    assert "| hallucinated_citation_rate (lower is better) | 0.062 |" in files.markdown.read_text()
+    assert "| hallucinated_citation_rate (lower is better) | 0.063 |" in files.markdown.read_text()
