@@ -25,10 +25,13 @@ DESCRIPTIONS = {
     409: "Conflict with the resource's current state",
     413: "The request body, a file or the messages are over a configured limit",
     415: "Not a file type ondata can parse",
-    429: "Rate limited: the key's requests or tokens per minute, or the chat model's (Retry-After)",
+    429: "Rate limited: the key's requests or tokens per minute, or an upstream model's",
     502: "The chat model or the embedding backend failed",
     503: "A backend is unavailable (vector index, job queue)",
     504: "The chat model did not answer in time",
+}
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
 }
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _ERROR_REF = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
@@ -36,9 +39,14 @@ _ERROR_REF = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
 
 def errors(*statuses: int) -> Responses:
     """`responses=` for these error statuses, each with the OpenAI error body."""
-    return {
-        status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in statuses
-    }
+    return {status: _error(status) for status in statuses}
+
+
+def _error(status: int) -> dict[str, Any]:
+    declared: dict[str, Any] = {"model": ErrorBody, "description": DESCRIPTIONS[status]}
+    if status == 429:
+        declared["headers"] = RETRY_AFTER
+    return declared
 
 
 # every route behind an API key: bad parameters or headers, no valid key, rate limits

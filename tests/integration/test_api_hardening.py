@@ -148,6 +148,7 @@ def test_openapi_declares_each_error_status_with_the_error_body(server: Server) 
     chat = paths["/v1/chat/completions"]["post"]["responses"]
     assert {"403", "404", "502", "503", "504"} <= set(chat)
     assert "text/event-stream" in chat["200"]["content"]
+    assert chat["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
     assert {"404", "409"} <= set(paths["/v1/keys/{key_id}"]["delete"]["responses"])
     assert "415" in paths["/v1/indexes/{name}/documents"]["post"]["responses"]
     assert "409" in paths["/v1/conversations"]["post"]["responses"]
