@@ -17,6 +17,7 @@ from core.remote import RemoteError, client_api_key
 from core.settings import Settings, load_settings
 from ingest.parsers import doc_id_for
 from ingest.pipeline import IngestPipeline, IngestReport, SourceFile
+from ingest.readers import ReaderSource, ingest_reader, parse_pairs
 from ingest.remote import UploadTarget, upload_files
 from ingest.service import open_pipeline, open_store, parser_for
 from ingest.sources import source_files
@@ -34,7 +35,7 @@ EXIT_HELP = (
 
 
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files or folders (recursively)."),
+    paths: list[Path] = typer.Argument(None, help="Files or folders (recursively)."),
     index: str = typer.Option(None, "--index", help=INDEX_HELP),
     chunk_size: int | None = typer.Option(
         None, "--chunk-size", min=32, max=4096, help="Tokens per chunk (local runs)."
@@ -47,14 +48,40 @@ def ingest(
         None, "--url", help="Upload through a running `ondata serve` at this URL."
     ),
     api_key: str = typer.Option(None, "--api-key", help=API_KEY_HELP),
+    reader: str = typer.Option(
+        None, "--reader", help="A llama-index reader, MODULE:CLASS, instead of PATHS."
+    ),
+    reader_args: list[str] = typer.Option(
+        None, "--reader-arg", help="key=value for the reader's constructor (JSON values read)."
+    ),
+    load_args: list[str] = typer.Option(
+        None, "--load-arg", help="key=value for its load_data (JSON values read)."
+    ),
+    id_key: str = typer.Option(
+        None, "--id-key", help="Metadata field that identifies a reader's document."
+    ),
 ) -> None:
     """Parse, chunk, embed and index documents. Per-file failures are reported, not fatal.
 
     Folders are walked recursively for files of the supported types; a file named directly
     with another type fails with the reason an upload gets. While `ondata serve` holds the
-    (embedded) index, use --url to upload through it.
+    (embedded) index, use --url to upload through it. With --reader, any installed
+    llama-index reader is the source; running the same reader and arguments again ingests
+    what changed and removes the documents it no longer returns.
     """
     settings = load_settings()
+    if reader:
+        if paths or url:
+            _fail("--reader takes no PATHS and runs locally (no --url)")
+        try:
+            args = parse_pairs(reader_args or [], option="--reader-arg")
+            loads = parse_pairs(load_args or [], option="--load-arg")
+        except OndataError as exc:
+            _fail(exc.message)
+        source = ReaderSource(reader, args, loads, id_key)
+        _ingest_reader(settings, index or settings.default_index, source, groups, as_json)
+    if not paths:
+        _fail("name files or folders to ingest, or a --reader")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
@@ -88,6 +115,27 @@ def _local(
             return pipeline.ingest_files(files, parse=parser_for(settings), progress=progress)
     except OndataError as exc:
         _fail(exc.message)
+
+
+def _ingest_reader(
+    settings: Settings, index: str, source: ReaderSource, groups: str, as_json: bool
+) -> NoReturn:
+    acl = [g.strip() for g in groups.split(",") if g.strip()]
+    try:
+        with (
+            open_pipeline(settings, index) as pipeline,
+            tqdm(unit="doc", disable=not sys.stderr.isatty()) as bar,
+        ):
+            report, removed = ingest_reader(pipeline, source, acl_groups=acl, progress=bar.update)
+    except OndataError as exc:
+        _fail(exc.message)
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "documents_removed": len(removed)}))
+    else:
+        _print_report(report, as_json=False)
+        for record in removed:
+            typer.echo(f"  removed (no longer returned): {record.title or record.doc_id}")
+    raise typer.Exit(exit_status(report))
 
 
 def _remote(run: Callable[[], IngestReport]) -> IngestReport:
