@@ -62,6 +62,8 @@ OUTSIDE_SUPPORT_NOTE = (
 )
 """Opens an extractive answer given with in_scope=false although the evidence check failed."""
 
+_ASKS = r"(?:^|[.?!:]\s+|\b(?:and|but|so|then|since|until|from|by|in|at|to|of)\s+)"
+"""Where a wh-word asks (a sentence's start, after a preposition), not joins ("... when I")."""
 _KINDS: tuple[tuple[QuestionKind, re.Pattern[str]], ...] = (
     (
         "number",
@@ -74,15 +76,16 @@ _KINDS: tuple[tuple[QuestionKind, re.Pattern[str]], ...] = (
     (
         "when",
         re.compile(
-            r"\bwhen\b|\b(what|which) (year|years|decade|century|date|day|month|time|period)\b",
+            rf"{_ASKS}when\b"
+            r"|\b(what|which) (year|years|decade|century|date|day|month|time|period)\b",
             re.IGNORECASE,
         ),
     ),
-    ("who", re.compile(r"\bwho(m|se)?\b", re.IGNORECASE)),
+    ("who", re.compile(rf"{_ASKS}who(m|se)?\b", re.IGNORECASE)),
     (
         "where",
         re.compile(
-            r"\bwhere\b|\b(what|which) (city|country|town|place|region|state|continent|island"
+            rf"{_ASKS}where\b|\b(what|which) (city|country|town|place|region|state|continent|island"
             r"|river|location|area)\b",
             re.IGNORECASE,
         ),
@@ -101,11 +104,13 @@ _DATE = re.compile(
     rf"|\b\d+ (days?|weeks?|months?|years?|hours?)\b|\b({_MONTHS}|{_TIMES})\b",
     re.IGNORECASE,
 )
-_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty"
-    r"|forty|fifty|hundred|thousand|million|billion|dozen|half|several|single|both)\b",
-    re.IGNORECASE,
+_NUMBER_WORDS = (
+    "zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
+    "|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy"
+    "|eighty|ninety|hundreds?|thousands?|millions?|billions?|trillions?|dozens?|half|several"
+    "|single|both|once|twice"
 )
+_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.IGNORECASE)
 _NAME = re.compile(r"\b[A-Z][\w'\u2019-]*")
 _PLACE = re.compile(
     r"\b(floor|room|building|street|road|office|level|garage|downstairs|upstairs|site|campus"

@@ -31,6 +31,8 @@ from retrieval.evidence import (
         ("Where do staff park?", "where"),
         ("In what country is Normandy?", "where"),
         ("What is a Turing machine?", None),
+        ("Does the company pay anything when I work remotely?", None),  # "when" joins here
+        ("Since when is the office open?", "when"),
     ],
 )
 def test_question_kind_reads_the_wording(question: str, kind: QuestionKind | None) -> None:
@@ -43,6 +45,7 @@ def test_a_sentence_fits_the_kind_of_answer_asked_for() -> None:
     assert not fits_kind("It was published by a priest.", "when", "When?")
     assert fits_kind("About two million people lived there.", "number", "How many?")
     assert not fits_kind("Many people lived there.", "number", "How many?")
+    assert fits_kind("Parents receive sixteen weeks of leave.", "number", "How many weeks?")
     # who: a name the question does not already hold
     assert fits_kind("The pump was developed by Thomas Savery.", "who", "Who developed it?")
     assert not fits_kind("The pump was developed by Savery.", "who", "Who was Savery?")
