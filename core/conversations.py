@@ -177,9 +177,15 @@ def check_conversation_id(conversation_id: str, *, param: str = "conversation_id
     return conversation_id
 
 
+def storable(text: str) -> str:
+    """`text` as both databases hold it: PostgreSQL's text refuses NUL characters (a chat
+    message with one, recorded in a conversation, was a 500 there)."""
+    return text.replace("\x00", "")
+
+
 def auto_title(text: str) -> str:
     """A conversation's first title: its first question, on one line, cut at a word."""
-    line = " ".join(text.split())
+    line = " ".join(storable(text).split())
     if len(line) <= AUTO_TITLE_CHARS:
         return line
     cut = line[:AUTO_TITLE_CHARS].rsplit(" ", 1)[0] or line[:AUTO_TITLE_CHARS]
@@ -311,7 +317,7 @@ class ConversationStore:
                 owner=owner,
                 rating=rating,
                 categories=list(dict.fromkeys(categories)),
-                comment=comment,
+                comment=storable(comment),
                 created_at=_now(),
             )
             s.merge(row)
@@ -391,7 +397,7 @@ def _owned_message(s: Session, owner: str, conversation_id: str, message_id: str
 
 
 def _title(title: str) -> str:
-    title = " ".join(title.split())
+    title = " ".join(storable(title).split())
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidRequestError(
             f"A title is at most {MAX_TITLE_CHARS} characters.", param="title"
@@ -404,7 +410,7 @@ def _message_row(conversation_pk: int, turn: NewMessage, message_id: str) -> Mes
         id=message_id,
         conversation_pk=conversation_pk,
         role=turn.role,
-        content=turn.content,
+        content=storable(turn.content),
         citations=[c.model_dump() for c in turn.citations],
         intent=list(turn.intent),
         index_name=turn.index_name,

@@ -239,3 +239,19 @@ def test_auto_title_is_one_line_cut_at_a_word() -> None:
     assert long.endswith("…")
     assert len(long) <= 81
     assert not long.removesuffix("…").endswith(" ")
+
+
+def test_history_keeps_text_with_nul_characters_without_them(history: ConversationStore) -> None:
+    # PostgreSQL text cannot hold NUL: such a chat message used to fail the request with a 500
+    cited = Citation(content="Hotels\x00 up to 180 euros.", title="T", chunk_id="c", doc_id="d")
+    turns = _exchange("Hotel\x00 limit?", "Up to\x00 180 euros [doc1].")
+    turns[1] = NewMessage(role="assistant", content=turns[1].content, citations=(cited,))
+    ids = history.record_exchange("alice", "c-nul", turns)
+    feedback = history.set_feedback("alice", "c-nul", ids[1], rating="down", comment="bad\x00")
+    assert feedback.comment == "bad"
+    conversation = history.get_conversation("alice", "c-nul")
+    assert conversation.title == "Hotel limit?"
+    assert [m.content for m in conversation.messages] == ["Hotel limit?", "Up to 180 euros [doc1]."]
+    assert conversation.messages[1].citations[0].content.startswith("Hotels")
+    renamed = history.rename("alice", "c-nul", "new\x00 title")
+    assert renamed.title == "new title"
