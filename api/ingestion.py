@@ -29,6 +29,7 @@ from api.ingestion_schemas import (
     UploadAccepted,
     UploadedFile,
 )
+from api.ingestion_schemas import ReaderSource as ReaderSourceBody
 from api.services import Services
 from core import jobs
 from core.access import Scope
@@ -47,6 +48,7 @@ from core.errors import (
 )
 from core.ingestion import (
     check_folder_source,
+    check_reader_allowed,
     check_upload_type,
     check_url_address,
     check_url_source,
@@ -56,7 +58,14 @@ from core.ingestion import (
     upload_doc_id,
     uploads_root,
 )
-from core.job_specs import FolderSource, SourcesSpec, StoredUpload, UploadSpec, UrlSource
+from core.job_specs import (
+    FolderSource,
+    ReaderSpec,
+    SourcesSpec,
+    StoredUpload,
+    UploadSpec,
+    UrlSource,
+)
 from core.keys import Principal
 from retrieval.index import drop_index
 
@@ -344,11 +353,15 @@ def create_sources_job(services: Services, body: JobCreateBody, principal: Princ
             "(jobs.min_refresh_interval_s)",
             param="refresh_interval_s",
         )
-    spec = SourcesSpec(
-        sources=[_checked_source(services, s.model_dump()) for s in body.sources],
-        acl_groups=scope.labels(body.acl_groups),
-        metadata=body.metadata,
-        submitter_groups=None if scope.groups is None else list(scope.groups),
+    spec = (
+        _reader_spec(services, body, scope)
+        if any(s.type == "reader" for s in body.sources)
+        else SourcesSpec(
+            sources=[_checked_source(services, s.model_dump()) for s in body.sources],
+            acl_groups=scope.labels(body.acl_groups),
+            metadata=body.metadata,
+            submitter_groups=None if scope.groups is None else list(scope.groups),
+        )
     )
     job = jobs.create_job(
         services.store,
@@ -357,6 +370,23 @@ def create_sources_job(services: Services, body: JobCreateBody, principal: Princ
         refresh_interval_s=body.refresh_interval_s,
     )
     return submit(services, job)
+
+
+def _reader_spec(services: Services, body: JobCreateBody, scope: Scope) -> ReaderSpec:
+    """A reader job: admins only, the job's only source, a reader in jobs.reader_allow."""
+    scope.require_role("admin")
+    source = body.sources[0]
+    if len(body.sources) != 1 or not isinstance(source, ReaderSourceBody):
+        raise InvalidRequestError("a reader source must be the job's only source", param="sources")
+    return ReaderSpec(
+        reader=check_reader_allowed(services.settings, source.reader),
+        reader_args=source.reader_args,
+        load_args=source.load_args,
+        id_key=source.id_key,
+        acl_groups=scope.labels(body.acl_groups),
+        metadata=body.metadata,
+        submitter_groups=None if scope.groups is None else list(scope.groups),
+    )
 
 
 def _checked_source(services: Services, source: dict[str, Any]) -> FolderSource | UrlSource:
@@ -390,6 +420,8 @@ def job_out(services: Services, job: JobRecord) -> JobOut:
     progress = jobs.job_progress(services.store, job.id)
     spec = jobs.job_spec(job)
     sources = [s.model_dump() for s in spec.sources] if isinstance(spec, SourcesSpec) else []
+    if isinstance(spec, ReaderSpec):  # its arguments may hold credentials (a database URI)
+        sources = [{"type": "reader", "reader": spec.reader}]
     files = spec.files if isinstance(spec, UploadSpec) else []
     return JobOut(
         id=job.id,

@@ -118,7 +118,17 @@ class UrlSource(_Body):
     crawl_depth: Literal[0, 1] = 0
 
 
-Source = Annotated[FolderSource | UrlSource, Field(discriminator="type")]
+class ReaderSource(_Body):
+    """A llama-index reader named in jobs.reader_allow (admins only; the job's only source)."""
+
+    type: Literal["reader"]
+    reader: str = Field(min_length=3, max_length=300, description="MODULE:CLASS")
+    reader_args: dict[str, Any] = Field(default_factory=dict)
+    load_args: dict[str, Any] = Field(default_factory=dict)
+    id_key: str | None = Field(default=None, max_length=200)
+
+
+Source = Annotated[FolderSource | UrlSource | ReaderSource, Field(discriminator="type")]
 
 
 class JobCreateBody(_Body):
@@ -153,7 +163,7 @@ class JobOut(BaseModel):
     object: Literal["ingestion.job"] = "ingestion.job"
     id: str
     index_name: str
-    kind: Literal["upload", "sources"]
+    kind: Literal["upload", "sources", "reader"]
     status: str
     sources: list[dict[str, Any]]
     files: list[dict[str, str]]

@@ -119,6 +119,18 @@ def inside_roots(settings: Settings, path: Path) -> bool:
     )
 
 
+def check_reader_allowed(settings: Settings, reader: str) -> str:
+    """The reader (MODULE:CLASS) if jobs.reader_allow lists it; SourceNotAllowedError else:
+    an API caller never names an arbitrary import path."""
+    if reader not in settings.jobs.reader_allow:
+        raise SourceNotAllowedError(
+            f"reader {reader!r} is not allowed: an operator lists the readers jobs may run in "
+            "ONDATA_JOBS__READER_ALLOW (a JSON list of MODULE:CLASS)",
+            param="sources",
+        )
+    return reader
+
+
 def check_url_source(url: str) -> str:
     """The URL without its fragment if it is http(s) with a host, a valid port and no user
     info; SourceNotAllowedError else. (Where it may connect: check_url_address.)"""

@@ -17,6 +17,7 @@ from core.access import Scope
 
 KIND_UPLOAD = "upload"
 KIND_SOURCES = "sources"
+KIND_READER = "reader"
 
 
 class _Spec(BaseModel):
@@ -73,7 +74,18 @@ class SourcesSpec(_JobSpec):
     )
 
 
-JobSpec = UploadSpec | SourcesSpec
+class ReaderSpec(_JobSpec):
+    """A llama-index reader (MODULE:CLASS in jobs.reader_allow) and its arguments, synced on
+    every run (ingest/readers.py)."""
+
+    kind: Literal["reader"] = "reader"
+    reader: str
+    reader_args: dict[str, Any] = Field(default_factory=dict)
+    load_args: dict[str, Any] = Field(default_factory=dict)
+    id_key: str | None = None
+
+
+JobSpec = UploadSpec | SourcesSpec | ReaderSpec
 
 
 def read_spec(kind: str, stored: Mapping[str, Any] | None) -> JobSpec:
@@ -81,4 +93,6 @@ def read_spec(kind: str, stored: Mapping[str, Any] | None) -> JobSpec:
     data = dict(stored or {})
     if kind == KIND_UPLOAD:
         return UploadSpec.model_validate(data | {"kind": KIND_UPLOAD})
+    if kind == KIND_READER:
+        return ReaderSpec.model_validate(data | {"kind": KIND_READER})
     return SourcesSpec.model_validate(data | {"kind": KIND_SOURCES})

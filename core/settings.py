@@ -131,6 +131,9 @@ class JobsSettings(Section):
     # URL sources reach public addresses only; this opens internal hosts ("wiki.corp",
     # "*.corp.example") or networks ("10.1.2.0/24", "127.0.0.1") to them (core/netguard.py)
     url_allow: tuple[str, ...] = ()
+    # llama-index readers (MODULE:CLASS) an admin may run as an ingestion job; none by default:
+    # an API caller never names an arbitrary import path (ingest/readers.py)
+    reader_allow: tuple[str, ...] = ()
 
     @field_validator("url_allow")
     @classmethod

@@ -19,19 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from core import jobs
+from core.db import DocumentRecord
 from core.errors import OndataError
 from core.ingestion import (
     check_folder_source,
+    check_reader_allowed,
     check_url_source,
     inside_roots,
     remove_stored_upload,
 )
-from core.job_specs import FolderSource, SourcesSpec, UploadSpec, UrlSource
+from core.job_specs import (
+    KIND_READER,
+    FolderSource,
+    ReaderSpec,
+    SourcesSpec,
+    UploadSpec,
+    UrlSource,
+)
 from core.queue import JobRun
 from core.settings import Settings
 from ingest.chunking import Chunker
 from ingest.parsers import doc_id_for
-from ingest.pipeline import IngestPipeline, SourceFile
+from ingest.pipeline import FailedDocument, IngestPipeline, IngestReport, SourceFile
+from ingest.readers import ReaderSource, ingest_reader
 from ingest.service import parse_source
 from ingest.sources import discover_files
 from ingest.web import crawl
@@ -57,6 +67,9 @@ class Plan:
 def run_job(run: JobRun, resources: WorkerResources) -> None:
     """Do one run of an ingestion job (the handler core.queue calls)."""
     settings = resources.settings
+    if run.job.kind == KIND_READER:
+        _run_reader(run, resources)
+        return
     plan = (
         _upload_plan(run, settings)
         if run.job.kind == jobs.KIND_UPLOAD
@@ -191,6 +204,52 @@ def _plan_url(plan: Plan, run: JobRun, settings: Settings, source: UrlSource) ->
 
 def _source_id(origin: str) -> str:
     return f"source-{hashlib.sha256(origin.encode()).hexdigest()[:12]}"
+
+
+def _run_reader(run: JobRun, resources: WorkerResources) -> None:
+    """A reader job: what the reader returns is ingested, what it no longer returns removed
+    (ingest/readers.py); the allow-list is checked again (settings may have changed)."""
+    spec = run.spec
+    assert isinstance(spec, ReaderSpec)
+    source = ReaderSource(spec.reader, spec.reader_args, spec.load_args, spec.id_key)
+    pipeline = _pipeline(resources, run.index_name)
+    try:
+        check_reader_allowed(resources.settings, spec.reader)
+        report, removed = ingest_reader(
+            pipeline,
+            source,
+            acl_groups=spec.acl_groups,
+            metadata=spec.metadata,
+            owned=partial(_owned, run),
+            may_delete=lambda record: spec.scope.can_read(record.acl_groups),
+        )
+    except OndataError as exc:
+        report, removed = IngestReport(), []
+        report.documents_failed.append(FailedDocument(source=spec.reader, error=exc.message))
+    _record_reader(run, pipeline, report, removed, label=spec.reader)
+
+
+def _record_reader(
+    run: JobRun,
+    pipeline: IngestPipeline,
+    report: IngestReport,
+    removed: Sequence[DocumentRecord],
+    *,
+    label: str,
+) -> None:
+    """The job's items: each document's outcome, the reader's own failure, the removals."""
+    failed = {f.doc_id or _owned(run, f"reader:{label}"): f for f in report.documents_failed}
+    outcomes = dict(report.outcomes) | dict.fromkeys(failed, jobs.ITEM_FAILED)
+    records = {d: pipeline.store.get_document(run.index_name, d) for d in outcomes}
+    sources = {d: (r.source if r is not None else failed[d].source) for d, r in records.items()}
+    run.add_items([*sources.items(), *((r.doc_id, r.source) for r in removed)])
+    for doc_id, status in outcomes.items():
+        record = records[doc_id]
+        chunks = record.chunk_count if record and status == jobs.ITEM_INDEXED else 0
+        error = failed[doc_id].error if doc_id in failed else None
+        run.record(doc_id, source=sources[doc_id], status=status, error=error, chunks=chunks)
+    for record in removed:
+        run.record(record.doc_id, source=record.source, status=jobs.ITEM_DELETED)
 
 
 # --- ingesting -----------------------------------------------------------------------------
