@@ -323,13 +323,13 @@ class ExtractiveAnswerer:
         scored = self._scored(question, candidates, query)
         verdict = scored.verdict(question, [d.chunk.content for d in documents])
         if verdict.answerable(strictness):
-            picked = self._pick(scored, SENTENCE_FLOOR[strictness])
-        elif in_scope:
+            quoted = _quoted(self._pick(scored, SENTENCE_FLOOR[strictness]))
+            return ChatResult(content=quoted, model=self.name)
+        if in_scope:
             return ChatResult(content="", model=self.name)
-        else:
-            picked, text = self._pick(scored, -1.0), OUTSIDE_SUPPORT_NOTE
-            return ChatResult(content=f"{text} {_quoted(picked)}", model=self.name)
-        return ChatResult(content=_quoted(picked), model=self.name)
+        # out of scope: the closest sentences whatever their cosine, said to be no clear answer
+        quoted = _quoted(self._pick(scored, -1.0))
+        return ChatResult(content=f"{OUTSIDE_SUPPORT_NOTE} {quoted}", model=self.name)
 
     def _scored(self, question: str, candidates: list[_Sentence], query: Vectors) -> _Scored:
         """Every candidate's cosine, combined score and kind check (retrieval/evidence.py)."""
