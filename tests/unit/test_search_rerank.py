@@ -83,12 +83,17 @@ async def test_reranked_search_reranks_each_query_once_and_merges(
 
 
 async def test_reranked_search_reranks_at_most_the_candidates(
-    embedder: Embedder, handbook_index: QdrantEdgeIndex, reranker: RemoteReranker,
+    embedder: Embedder,
+    handbook_index: QdrantEdgeIndex,
+    reranker: RemoteReranker,
     rerank_fake: FakeRerankServer,
 ) -> None:
     indexes = provider({"handbook": handbook_index})
     searcher = Searcher(
-        embedder=embedder, sparse=Bm25Encoder(), indexes=indexes, reranker=reranker,
+        embedder=embedder,
+        sparse=Bm25Encoder(),
+        indexes=indexes,
+        reranker=reranker,
         rerank_candidates=3,
     )
     result = await _search(searcher, "travel policy hotels trains", mode="hybrid", strictness=1)
@@ -128,9 +133,7 @@ async def test_rank_reranked_reorders_the_head_of_the_ranking(searcher: Searcher
     assert {c.chunk.chunk_id for c in ranked} <= {c.chunk.chunk_id for c in candidates}
     scores = [c.rerank_score for c in ranked]
     assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
-    assert ranked[0].rerank_score == pytest.approx(
-        overlap_score(query, ranked[0].chunk.embed_text)
-    )
+    assert ranked[0].rerank_score == pytest.approx(overlap_score(query, ranked[0].chunk.embed_text))
 
 
 async def test_rank_reranked_needs_a_reranker(
