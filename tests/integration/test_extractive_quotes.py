@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from api.services import open_services
+from core.errors import OndataError
 from core.settings import Settings
 from ingest.parsers import doc_id_for
 from ingest.pipeline import SourceFile
@@ -66,7 +67,11 @@ def _questions(files: list[SourceFile], settings: Settings, chunker_size: int) -
     parse, chunker = parser_for(settings), Chunker(chunk_size=chunker_size, chunk_overlap=32)
     questions = []
     for src in files:
-        for chunk in chunker.chunk(parse(src)):
+        try:
+            document = parse(src)
+        except OndataError:  # ingestion reports it (empty, password-protected, ...)
+            continue
+        for chunk in chunker.chunk(document):
             words = chunk.content.split()[:12]
             if len(words) >= 3:
                 questions.append("What about " + " ".join(words) + "?")
