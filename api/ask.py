@@ -51,7 +51,7 @@ async def run_ask(settings: Settings, body: ChatCompletionRequest, *, as_json: b
         typer.echo(completion.model_dump_json(exclude_none=True, indent=2))
         return
     typer.echo(answer.content)
-    _echo_citations(_numbered(answer.citations))
+    _echo_citations(_cited(answer.citations, answer.content))
 
 
 async def _ask_streaming(services: Services, request: AnswerRequest) -> None:
@@ -80,10 +80,14 @@ async def _echo_chunks(
             typer.echo(payload.decode())
 
 
-def _cited(candidates: Sequence[Citation], text: str) -> list[tuple[int, Citation]]:
-    """(marker number, citation) for each distinct [docN] in the text that names a candidate."""
+def _cited(citations: Sequence[Citation], text: str) -> list[tuple[int, Citation]]:
+    """(marker number, citation) for each distinct [docN] in the text, by number.
+
+    A context's citations are every document given to the model ([docN] is citations[N-1]);
+    the answer cites some of them.
+    """
     numbers = sorted({int(n) for n in _MARKER.findall(text)})
-    return [(n, candidates[n - 1]) for n in numbers if 0 < n <= len(candidates)]
+    return [(n, citations[n - 1]) for n in numbers if 0 < n <= len(citations)]
 
 
 def _echo_citations(cited: Sequence[tuple[int, Citation]]) -> None:
@@ -94,10 +98,6 @@ def _echo_citations(cited: Sequence[tuple[int, Citation]]) -> None:
         where = citation.filepath or citation.url or citation.doc_id
         page = f" p.{citation.page}" if citation.page else ""
         typer.echo(f"  [doc{n}] {citation.title or where} ({where}{page})")
-
-
-def _numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
-    return list(enumerate(citations, start=1))
 
 
 # ---- against a running server (`--url`) ------------------------------------------------------
@@ -140,7 +140,8 @@ def _remote_complete(client: Any, payload: dict[str, Any], *, as_json: bool) -> 
         return
     message = completion.choices[0].message
     typer.echo(message.content or "")
-    _echo_citations(_numbered(_citations((message.model_extra or {}).get("context"))))
+    citations = _citations((message.model_extra or {}).get("context"))
+    _echo_citations(_cited(citations, message.content or ""))
 
 
 def _remote_stream(client: Any, payload: dict[str, Any], *, as_json: bool) -> None:

@@ -7,11 +7,13 @@ Prints, for the SciFact index (5,183 abstracts) on this machine:
      app under uvicorn, a separate process on loopback) from 1/4/16 concurrent clients;
   3. streaming overhead: the time to the first streamed byte of a grounded answer through a
      chat model (the loopback fake OpenAI server of tests/fakes, with a known time to first
-     token), minus that model's own time (the intent rewrite and the answer's first token).
+     token and tokens spaced --token-ms apart), minus that model's own time (the intent
+     rewrite and the answer's first token): a server that waited for the whole reply would
+     show the model's generation time here.
 Every request asks a SciFact query not asked before in that server (no cache hits).
 The index is built once through the ingestion pipeline into bench/results/query-data/.
 Usage: .venv/bin/python -m bench.query [--requests 80] [--clients 1,4,16] [--ttft-ms 100]
-       [--rebuild]
+       [--token-ms 20] [--rebuild]
 """
 
 from __future__ import annotations
@@ -316,11 +318,11 @@ async def model_own_ms(fake: FakeOpenAIServer, query: str) -> tuple[float, float
 
 
 async def stream_rows(
-    pool: Pool, ttft_s: float, requests: int, server_env: dict[str, str]
+    pool: Pool, ttft_s: float, requests: int, server_env: dict[str, str], *, token_s: float
 ) -> list[Row]:
     """Streamed grounded answers through the fake chat model (one client), and its own times."""
     with FakeOpenAIServer() as fake:
-        fake.script(delay_s=ttft_s, times=10**6, endpoint="chat")
+        fake.script(delay_s=ttft_s, chunk_delay_s=token_s, times=10**6, endpoint="chat")
         env = {
             **server_env,
             "ONDATA_CHAT__PROVIDER": "compatible",
@@ -415,6 +417,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=80, help="requests per measured line")
     parser.add_argument("--clients", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--ttft-ms", type=float, default=100.0, help="the fake model's TTFT")
+    parser.add_argument(
+        "--token-ms", type=float, default=20.0, help="the fake model's time between tokens"
+    )
     parser.add_argument("--stream-requests", type=int, default=30)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the SciFact index")
     parser.add_argument(
@@ -436,7 +441,11 @@ def main() -> None:
     with served(env) as url:
         rows = asyncio.run(http_rows(url, pool, clients, args.requests))
     loads.append(load_average())
-    streamed = asyncio.run(stream_rows(pool, args.ttft_ms / 1000, args.stream_requests, env))
+    streamed = asyncio.run(
+        stream_rows(
+            pool, args.ttft_ms / 1000, args.stream_requests, env, token_s=args.token_ms / 1000
+        )
+    )
     loads.append(load_average())
     print_table(facts, [*floor, *rows], streamed, loads, env)
 

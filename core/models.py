@@ -87,7 +87,8 @@ class Citation(_Frozen):
 
 
 class Answer(_Frozen):
-    """A grounded answer: text with compact [docN] markers and the citations behind them."""
+    """A grounded answer: text with [docN] markers; citations[N-1] is the N-th document given
+    to the model (every one, in prompt order, cited or not)."""
 
     content: str
     citations: tuple[Citation, ...] = ()

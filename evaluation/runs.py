@@ -386,10 +386,20 @@ def _message(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _passages(body: dict[str, Any]) -> list[str]:
-    context = _message(body).get("context") or {}
-    cited = [c.get("content", "") for c in context.get("citations") or []]
+    message = _message(body)
+    context = message.get("context") or {}
+    citations = context.get("citations") or []
+    content = str(message.get("content") or "")
+    cited = [c.get("content", "") for c in cited_citations(citations, content)]
     retrieved = [d.get("content", "") for d in context.get("all_retrieved_documents") or []]
     return cited or retrieved[:5]
+
+
+def cited_citations(citations: Sequence[dict[str, Any]], content: str) -> list[dict[str, Any]]:
+    """The citations the answer's [docN] markers name: the context lists every document
+    given to the model ([docN] is citations[N-1]), the answer cites some of them."""
+    numbers = sorted(set(metrics.citation_markers(content)))
+    return [citations[n - 1] for n in numbers if 1 <= n <= len(citations)]
 
 
 def score_reply(item: QAItem, body: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +409,7 @@ def score_reply(item: QAItem, body: dict[str, Any]) -> dict[str, Any]:
     context = message.get("context") or {}
     citations = context.get("citations") or []
     retrieved = context.get("all_retrieved_documents")
-    cited_docs = sorted({str(c.get("doc_id")) for c in citations})
+    cited_docs = sorted({str(c.get("doc_id")) for c in cited_citations(citations, content)})
     markers = metrics.citation_markers(content)
     refused = is_refusal(content)
     scorable = item.answerable is not False and not refused

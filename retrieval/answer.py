@@ -1,20 +1,24 @@
 """Grounded answers: intent -> search -> prompt -> model -> verified citations.
 
-One numbering everywhere: ``[doc1]``..``[docN]`` in order of first use in the text, and
-``citations[k-1]`` is ``[dock]`` -- exactly the cited documents, in that order.
+One numbering everywhere, as in Azure "On Your Data": ``[docN]`` is the N-th document given
+to the model (the search's documents after strictness, in the prompt's order), and an answer's
+``citations`` are those documents in that order, so ``[docN]`` is ``citations[N-1]``, streamed
+or not. Markers naming no such document are removed (retrieval/citations.py).
 
 Streaming contract (``AnswerService.stream``), in every path (chat model, extractive,
-refusal): ``AnswerContext`` first (intent, the citations of the answer, all_retrieved when
-asked), then ``AnswerDelta`` with the answer text, then ``AnswerDone`` with the ``Answer``
-(usage). The stream is the complete answer cut into events, so streamed and non-streamed
-clients see the same text and the same citations. The context can only name the cited
-documents once the text is known, so the text is generated completely before the context
-is sent (the extractive answerer works that way anyway; a chat model's reply is awaited).
+refusal): ``AnswerContext`` first, as soon as the search is done (intent, the citations,
+all_retrieved when asked); then ``AnswerDelta`` events as the model's tokens arrive; then
+``AnswerDone`` with the ``Answer`` (usage). Joined, the deltas are exactly ``answer()``'s
+content for the same reply: markers naming no document dropped as they complete (a marker
+split across tokens is held back until it does), the in_scope refusal as exactly the
+refusal text (a start that may still become it is held back), the refusal too when nothing
+else is left.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -26,6 +30,9 @@ from core.settings import ChatSettings
 from retrieval.chat import ChatMessage, ChatModel, ChatParams, ChatResult, ExtractiveAnswerer
 from retrieval.citations import (
     NOT_FOUND_MESSAGE,
+    StreamingMarkerFilter,
+    citation_of,
+    could_become_refusal,
     is_refusal,
     verify_citations,
 )
@@ -162,6 +169,11 @@ class _Grounding:
     def prompt_tokens(self) -> int:
         return self.intent_tokens[0] + (self.prompt.prompt_tokens if self.prompt else 0)
 
+    @property
+    def citations(self) -> tuple[Citation, ...]:
+        """The documents given to the model, in order: [docN] is citations[N-1]."""
+        return tuple(citation_of(d) for d in self.documents)
+
 
 class Answerer(Protocol):
     """One way of answering grounded requests: a chat model with a prompt, or extractive."""
@@ -182,6 +194,10 @@ class Answerer(Protocol):
 
     async def generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         """The unverified answer text from the grounding ("" when nothing answers)."""
+        ...
+
+    def stream(self, request: AnswerRequest, grounding: _Grounding) -> AsyncGenerator[str, None]:
+        """The same unverified text in pieces, as it is generated."""
         ...
 
 
@@ -221,9 +237,21 @@ class ChatModelAnswerer:
 
     async def generate(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         assert grounding.prompt is not None  # ground() always builds one
+        return await self._model.complete(grounding.prompt.messages, params=self._params(request))
+
+    async def stream(
+        self, request: AnswerRequest, grounding: _Grounding
+    ) -> AsyncGenerator[str, None]:
+        assert grounding.prompt is not None
+        deltas = self._model.stream(grounding.prompt.messages, params=self._params(request))
+        async with aclosing(deltas):
+            async for delta in deltas:
+                yield delta
+
+    def _params(self, request: AnswerRequest) -> ChatParams:
+        """The request's parameters, the response reserve as the default max_tokens."""
         max_tokens = request.max_tokens or self._chat_settings.max_response_tokens
-        params = replace(request.params, max_tokens=max_tokens)
-        return await self._model.complete(grounding.prompt.messages, params=params)
+        return replace(request.params, max_tokens=max_tokens)
 
 
 class ExtractiveAnswering:
@@ -256,6 +284,12 @@ class ExtractiveAnswering:
             strictness=request.strictness,
             in_scope=request.in_scope,
         )
+
+    async def stream(
+        self, request: AnswerRequest, grounding: _Grounding
+    ) -> AsyncGenerator[str, None]:
+        # the quoted sentences are chosen together: the text comes in one piece
+        yield (await self.generate(request, grounding)).content
 
 
 def answerer_for(model: ChatModel | ExtractiveAnswerer, *, chat_settings: ChatSettings) -> Answerer:
@@ -300,22 +334,44 @@ class AnswerService:
             return self._answer(request, grounding, result.content, result)
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
-        """AnswerContext, then AnswerDelta, then AnswerDone (see the module docstring)."""
-        answer = await self.answer(request)
+        """AnswerContext, then AnswerDelta*, then AnswerDone (see the module docstring)."""
+        with phase("retrieve"):
+            grounding = await self._answerer.ground(request, self._searcher)
         yield AnswerContext(
-            intent=answer.intent,
-            citations=answer.citations,
-            all_retrieved=answer.all_retrieved,
-            model=answer.model,
+            intent=grounding.intent,
+            citations=grounding.citations,
+            all_retrieved=_all_retrieved(request, grounding),
+            model=self.model_name,
         )
-        yield AnswerDelta(answer.content)
-        yield AnswerDone(answer)
+        text = _StreamedText(document_count=len(grounding.documents), in_scope=request.in_scope)
+        raw: list[str] = []
+        async with aclosing(self._text_stream(request, grounding)) as pieces:
+            async for piece in pieces:
+                raw.append(piece)
+                if out := text.feed(piece):
+                    yield AnswerDelta(out)
+        if tail := text.flush():
+            yield AnswerDelta(tail)
+        content = "".join(raw)  # a stream reports no usage: _answer counts the tokens
+        unreported = ChatResult(content, self.model_name)
+        yield AnswerDone(self._answer(request, grounding, content, unreported))
 
     async def _complete_text(self, request: AnswerRequest, grounding: _Grounding) -> ChatResult:
         """The unverified answer text once grounded: the refusal, or a complete generation."""
         if _must_refuse(request, grounding):
             return ChatResult(NOT_FOUND_MESSAGE, self.model_name)
         return await self._answerer.generate(request, grounding)
+
+    async def _text_stream(
+        self, request: AnswerRequest, grounding: _Grounding
+    ) -> AsyncGenerator[str, None]:
+        """`_complete_text` in pieces as they are generated."""
+        if _must_refuse(request, grounding):
+            yield NOT_FOUND_MESSAGE
+            return
+        async with aclosing(self._answerer.stream(request, grounding)) as pieces:
+            async for piece in pieces:
+                yield piece
 
     async def aclose(self) -> None:
         """Close the chat model's client, if any."""
@@ -330,9 +386,9 @@ class AnswerService:
         completion = result.completion_tokens or count_tokens(text, model=self.model_name)
         return Answer(
             content=NOT_FOUND_MESSAGE if refused else verified.content,
-            citations=() if refused else verified.citations,
+            citations=verified.citations,
             intent=grounding.intent,
-            all_retrieved=grounding.search.all_retrieved if request.include_all_retrieved else (),
+            all_retrieved=_all_retrieved(request, grounding),
             model=self.model_name,
             removed_markers=verified.removed_markers,
             prompt_tokens=self._prompt_tokens(grounding, result),
@@ -347,6 +403,58 @@ class AnswerService:
         # extractive: what it read (the query and the documents)
         read = [*grounding.intent, *(d.chunk.content for d in grounding.documents)]
         return sum(count_tokens(text, model=self.model_name) for text in read)
+
+
+def _all_retrieved(request: AnswerRequest, grounding: _Grounding) -> tuple[ScoredChunk, ...]:
+    return grounding.search.all_retrieved if request.include_all_retrieved else ()
+
+
+class _StreamedText:
+    """What the stream shows of an answer's text, so that it matches the complete answer.
+
+    Markers naming no document are dropped, then the refusal gate; the refusal sentence comes
+    out when the text turns out empty (as `AnswerService._answer` decides).
+    """
+
+    def __init__(self, *, document_count: int, in_scope: bool) -> None:
+        self._markers = StreamingMarkerFilter(document_count)
+        self._gate = _RefusalGate(enabled=in_scope)
+        self._emitted = False
+
+    def feed(self, delta: str) -> str:
+        out = self._gate.feed(self._markers.feed(delta))
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def flush(self) -> str:
+        out = self._gate.feed(self._markers.flush()) + self._gate.flush()
+        return out if out or self._emitted else NOT_FOUND_MESSAGE
+
+
+class _RefusalGate:
+    """Holds back streamed text while it may still be the refusal sentence; emits that exactly."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._held: str | None = "" if enabled else None
+        self._refused = False
+
+    def feed(self, delta: str) -> str:
+        if self._refused:
+            return ""
+        if self._held is None:
+            return delta
+        self._held += delta
+        if is_refusal(self._held):
+            self._refused = True
+            return NOT_FOUND_MESSAGE
+        if could_become_refusal(self._held):
+            return ""
+        out, self._held = self._held, None
+        return out
+
+    def flush(self) -> str:
+        out, self._held = ("" if self._refused else self._held or ""), None
+        return out
 
 
 def _must_refuse(request: AnswerRequest, grounding: _Grounding) -> bool:

@@ -20,7 +20,9 @@ Control API (thread-safe; scripts are consumed in order, one per matching reques
     fake.script(status=500, endpoint="embeddings")    # only embeddings requests consume it
     fake.script(delay_s=3)                            # the next request answers 3 s late
     fake.reply("custom text", times=1)                # the next chat completion says this
+    fake.script(chunk_delay_s=0.1, endpoint="chat")   # each streamed chunk 0.1 s after the last
     fake.requests / fake.requests_to("chat") / fake.last_request   # recorded, parsed bodies
+    fake.stream_ends                                  # time.monotonic() as each stream ended
     fake.reset()                                      # forget scripts and recordings
 """
 
@@ -34,7 +36,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -175,6 +177,11 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     scripts: list[Script] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
+    stream_ends: list[float] = field(default_factory=list)
+
+    def ended_stream(self) -> None:
+        with self.lock:
+            self.stream_ends.append(time.monotonic())
 
     def take(self, endpoint: Endpoint) -> Script | None:
         with self.lock:
@@ -290,6 +297,7 @@ class FakeOpenAIServer:
         with self._state.lock:
             self._state.scripts.clear()
             self._state.requests.clear()
+            self._state.stream_ends.clear()
         self.reverse_embedding_order = False
         self.require_api_key = self._require_api_key_default
 
@@ -308,6 +316,12 @@ class FakeOpenAIServer:
         if not requests:
             raise AssertionError("the fake OpenAI server has received no request")
         return requests[-1]
+
+    @property
+    def stream_ends(self) -> list[float]:
+        """`time.monotonic()` when each streamed chat reply sent its last chunk, oldest first."""
+        with self._state.lock:
+            return list(self._state.stream_ends)
 
     @property
     def pending_scripts(self) -> int:
@@ -371,8 +385,13 @@ async def _handle(
     headers = {k.lower(): v for k, v in request.headers.items()}
     fake._record(
         RecordedRequest(
-            request.method, request.url.path, endpoint, headers, dict(request.query_params),
-            body, deployment,
+            request.method,
+            request.url.path,
+            endpoint,
+            headers,
+            dict(request.query_params),
+            body,
+            deployment,
         )
     )
     script = fake._take(endpoint)
@@ -388,7 +407,7 @@ async def _handle(
         return error_response(400, "The request body must be a JSON object.")
     if endpoint == "embeddings":
         return _embeddings(fake, body, deployment)
-    return _chat(body, deployment, script)
+    return _chat(body, deployment, script, on_stream_end=fake._state.ended_stream)
 
 
 async def _json_body(request: Request) -> Any:
@@ -432,12 +451,14 @@ def _embeddings(fake: FakeOpenAIServer, body: dict[str, Any], deployment: str | 
     if fake.reverse_embedding_order:
         rows.reverse()
     tokens = sum(len(_WORD.findall(t)) for t in texts)
-    return JSONResponse({
-        "object": "list",
-        "data": rows,
-        "model": deployment or body.get("model", EMBEDDING_MODEL),
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": rows,
+            "model": deployment or body.get("model", EMBEDDING_MODEL),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 def _embedding_inputs(raw: Any) -> list[str] | None:
@@ -456,7 +477,13 @@ def _encode(vector: list[float], body: dict[str, Any]) -> list[float] | str:
     return vector
 
 
-def _chat(body: dict[str, Any], deployment: str | None, script: Script | None) -> Response:
+def _chat(
+    body: dict[str, Any],
+    deployment: str | None,
+    script: Script | None,
+    *,
+    on_stream_end: Callable[[], None],
+) -> Response:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return error_response(400, "'messages' must be a non-empty list.")
@@ -466,21 +493,25 @@ def _chat(body: dict[str, Any], deployment: str | None, script: Script | None) -
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         delay = script.chunk_delay_s if script else 0.0
-        events = _stream(text, model, usage if include_usage else None, delay)
+        events = _stream(text, model, usage if include_usage else None, delay, on_stream_end)
         return StreamingResponse(events, media_type="text/event-stream")
-    return JSONResponse({
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": "stop",
-            "logprobs": None,
-        }],
-        "usage": usage,
-    })
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage,
+        }
+    )
 
 
 def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:
@@ -491,7 +522,11 @@ def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:
 
 
 async def _stream(
-    text: str, model: str, usage: dict[str, int] | None, delay_s: float
+    text: str,
+    model: str,
+    usage: dict[str, int] | None,
+    delay_s: float,
+    on_end: Callable[[], None],
 ) -> AsyncIterator[str]:
     chunk_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
@@ -503,6 +538,7 @@ async def _stream(
     if usage is not None:
         yield _sse({**_chunk(chunk_id, created, model, []), "usage": usage})
     yield "data: [DONE]\n\n"
+    on_end()
 
 
 def _deltas(text: str) -> Iterator[tuple[dict[str, str], str | None]]:
@@ -514,8 +550,11 @@ def _deltas(text: str) -> Iterator[tuple[dict[str, str], str | None]]:
 
 def _chunk(chunk_id: str, created: int, model: str, choices: list[Any]) -> dict[str, Any]:
     return {
-        "id": chunk_id, "object": "chat.completion.chunk", "created": created,
-        "model": model, "choices": choices,
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
     }
 
 

@@ -136,19 +136,27 @@ TWO_SECTIONS = (
 def test_streamed_and_complete_answers_number_citations_alike(
     client: OpenAI, question: str
 ) -> None:
+    sources = _sources(include_contexts=["citations", "intent", "all_retrieved_documents"])
     complete = client.chat.completions.create(
-        model="m", messages=_ask(question), extra_body=_sources()  # type: ignore[arg-type]
+        model="m", messages=_ask(question), extra_body=sources  # type: ignore[arg-type]
     ).choices[0].message
     chunks = list(
         client.chat.completions.create(
-            model="m", messages=_ask(question), stream=True, extra_body=_sources()  # type: ignore[arg-type]
+            model="m", messages=_ask(question), stream=True, extra_body=sources  # type: ignore[arg-type]
         )
     )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    citations = _context(chunks[0].choices[0].delta)["citations"]
+    context = _context(chunks[0].choices[0].delta)
+    citations = context["citations"]
     assert (streamed, citations) == (complete.content, _context(complete)["citations"])
-    numbers = [int(n) for n in MARKER.findall(streamed)]
-    assert list(dict.fromkeys(numbers)) == list(range(1, len(citations) + 1))
+    # citations are the documents the answer was given (kept by strictness), in rank order,
+    # and each quoted sentence's [docN] is the chunk it comes from: citations[N-1]
+    given = [d["chunk_id"] for d in context["all_retrieved_documents"] if not d["filter_reason"]]
+    assert [c["chunk_id"] for c in citations] == given
+    quotes = re.findall(r"([^.!?]*?)\s*\[doc(\d+)\]", streamed)
+    assert quotes
+    for sentence, n in quotes:
+        assert " ".join(sentence.split()[-4:]) in " ".join(citations[int(n) - 1]["content"].split())
 
 
 async def test_chat_completion_answers_with_citations_async(base_url: str) -> None:

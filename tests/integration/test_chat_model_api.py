@@ -8,7 +8,7 @@ and the API key check.
 from __future__ import annotations
 
 import json
-import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +19,7 @@ from openai import AsyncOpenAI, AzureOpenAI, OpenAI
 
 from api.app import create_app
 from core.settings import ApiSettings, Settings
+from retrieval.citations import NOT_FOUND_MESSAGE
 from tests.fakes.openai_server import CHAT_MODEL, FakeOpenAIServer
 from tests.integration.api_support import INDEX, build_index, serve_in_thread
 
@@ -103,7 +104,10 @@ async def test_grounded_stream_through_the_chat_model_async(
 ) -> None:
     async with AsyncOpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0) as c:
         stream = await c.chat.completions.create(
-            model="m", messages=_ask(), stream=True, extra_body=_sources()  # type: ignore[arg-type]
+            model="m",
+            messages=_ask(),  # type: ignore[arg-type]
+            stream=True,
+            extra_body=_sources(),
         )
         chunks = [chunk async for chunk in stream]
     citations = _context(chunks[0].choices[0].delta)["citations"]
@@ -115,15 +119,21 @@ async def test_grounded_stream_through_the_chat_model_async(
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "content"),
     [
-        " Trains [doc9] are first class [doc2] . Hotels [doc1, doc2] cost 180 [doc1] ",
-        "[doc1] The requested information is not available in the retrieved data.",
-        "[doc7]",
+        (
+            " Trains [doc9] are first class [doc2] . Hotels [doc1, doc2] cost 180 [doc1] ",
+            "Trains are first class [doc2] . Hotels [doc1][doc2] cost 180 [doc1]",
+        ),
+        (
+            "[doc1] The requested information is not available in the retrieved data.",
+            NOT_FOUND_MESSAGE,
+        ),
+        ("[doc7]", NOT_FOUND_MESSAGE),
     ],
 )
 def test_streamed_and_complete_answers_number_citations_alike(
-    client: OpenAI, openai_fake: FakeOpenAIServer, reply: str
+    client: OpenAI, openai_fake: FakeOpenAIServer, reply: str, content: str
 ) -> None:
     for _ in range(2):  # the rewrite, then the answer; once streamed, once complete
         openai_fake.reply('["hotel and train rules"]')
@@ -134,8 +144,38 @@ def test_streamed_and_complete_answers_number_citations_alike(
     citations = _context(chunks[0].choices[0].delta)["citations"]
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert (streamed, citations) == (complete.content, _context(complete)["citations"])
-    numbers = [int(n) for n in re.findall(r"\[doc(\d+)\]", streamed)]
-    assert list(dict.fromkeys(numbers)) == list(range(1, len(citations) + 1))
+    assert streamed == content
+    # [docN] is the prompt's N-th document, which is citations[N-1] (all of them, in order)
+    prompt = _answer_prompt(openai_fake)
+    assert prompt.count("<document label=") == len(citations) > 2
+    for n, citation in enumerate(citations, start=1):
+        label = prompt.index(f'<document label="[doc{n}]"')
+        assert prompt.index(citation["content"].split("\n")[0], label) > label
+
+
+def test_grounded_stream_forwards_the_models_tokens_as_they_arrive(
+    client: OpenAI, openai_fake: FakeOpenAIServer
+) -> None:
+    reply = "Hotels cost at most 180 euros [doc1] in capital cities, 120 elsewhere [doc2][doc9]."
+    openai_fake.reply('["hotel limit"]')
+    openai_fake.script(reply=reply, endpoint="chat", chunk_delay_s=0.1)
+    stream = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
+        extra_body=_sources(strictness=1),
+    )
+    arrivals: list[tuple[float, str]] = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+    assert openai_fake.requests_to("chat")[-1].body.get("stream") is True
+    (model_finished,) = openai_fake.stream_ends
+    # the first words reached the client while the model was still generating the rest
+    assert arrivals[0][0] < model_finished
+    assert len([t for t, _ in arrivals if t < model_finished]) > 1
+    text = "".join(piece for _, piece in arrivals)
+    assert text == "Hotels cost at most 180 euros [doc1] in capital cities, 120 elsewhere [doc2]."
 
 
 def test_azure_client_gets_grounded_answers_from_the_chat_model(base_url: str) -> None:
@@ -144,7 +184,9 @@ def test_azure_client_gets_grounded_answers_from_the_chat_model(base_url: str) -
         azure_endpoint=base_url, api_version="2024-10-21", api_key=API_KEY, max_retries=0
     ) as azure:
         completion = azure.chat.completions.create(
-            model="gpt-4o", messages=_ask(), extra_body={"data_sources": [source]}  # type: ignore[arg-type]
+            model="gpt-4o",
+            messages=_ask(),  # type: ignore[arg-type]
+            extra_body={"data_sources": [source]},
         )
     message = completion.choices[0].message
     assert (message.content or "").endswith("[doc1]")
@@ -213,7 +255,10 @@ def test_upstream_server_error_is_502(
     openai_fake.script(status=500, endpoint="chat")
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(
-            model="m", messages=_ask(), stream=stream, extra_body=_sources()  # type: ignore[arg-type]
+            model="m",
+            messages=_ask(),  # type: ignore[arg-type]
+            stream=stream,
+            extra_body=_sources(),
         )
     assert caught.value.status_code == 502
     assert caught.value.type == "upstream_error"
@@ -225,7 +270,9 @@ def test_slow_upstream_is_504(client: OpenAI, openai_fake: FakeOpenAIServer, str
     openai_fake.script(delay_s=2.5, endpoint="chat")
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
-            model="m", messages=_ask("Say hello"), stream=stream  # type: ignore[arg-type]
+            model="m",
+            messages=_ask("Say hello"),  # type: ignore[arg-type]
+            stream=stream,
         )
     assert caught.value.status_code == 504
     assert caught.value.code == "chat_model_timeout"

@@ -124,3 +124,24 @@ def test_hallucinated_citations_count_markers_that_cite_nothing_retrieved() -> N
     # doc3 names no citation; doc2's chunk was never retrieved
     assert metrics.hallucinated_citations(markers, ["c1", "c9"], ["c1", "c2"]) == 2
     assert metrics.hallucinated_citations(markers, ["c1", "c9"], None) == 1
+
+
+def test_answer_scores_count_only_the_documents_the_markers_cite() -> None:
+    citations = [{"doc_id": d, "chunk_id": f"{d}-0", "content": d} for d in ("a", "b", "c")]
+    reply = {
+        "choices": [
+            {
+                "message": {
+                    "content": "X [doc3]. Y [doc3][doc9].",
+                    "context": {"citations": citations},
+                }
+            }
+        ]
+    }
+    item = QAItem("q", (Turn("user", "Which?"),), relevant_doc_ids=frozenset({"c", "b"}))
+    row = score_reply(item, reply)
+    # every document given to the model is listed; the answer cites the third only
+    assert row["cited_doc_ids"] == ["c"]
+    assert row["citation_precision"] == 1.0
+    assert row["citation_recall"] == 0.5
+    assert row["hallucinated"] == 1
