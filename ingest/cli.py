@@ -17,7 +17,7 @@ from core.remote import RemoteError, client_api_key
 from core.settings import Settings, load_settings
 from ingest.parsers import doc_id_for
 from ingest.pipeline import IngestPipeline, IngestReport, SourceFile
-from ingest.readers import ReaderSource, ingest_reader, parse_pairs
+from ingest.readers import ReaderSource, ingest_reader, open_reader, parse_pairs
 from ingest.remote import UploadTarget, upload_files
 from ingest.service import open_pipeline, open_store, parser_for
 from ingest.sources import source_files
@@ -122,11 +122,14 @@ def _ingest_reader(
 ) -> NoReturn:
     acl = [g.strip() for g in groups.split(",") if g.strip()]
     try:
+        loaded = open_reader(source)  # a reader that cannot be used creates no index
         with (
             open_pipeline(settings, index) as pipeline,
             tqdm(unit="doc", disable=not sys.stderr.isatty()) as bar,
         ):
-            report, removed = ingest_reader(pipeline, source, acl_groups=acl, progress=bar.update)
+            report, removed = ingest_reader(
+                pipeline, source, acl_groups=acl, progress=bar.update, loaded=loaded
+            )
     except OndataError as exc:
         _fail(exc.message)
     if as_json:

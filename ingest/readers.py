@@ -246,11 +246,13 @@ def ingest_reader(
     progress: Progress | None = None,
     owned: Callable[[str], str] = str,
     may_delete: Callable[[DocumentRecord], bool] = lambda record: True,
+    loaded: Iterable[Any] | None = None,
 ) -> tuple[IngestReport, list[DocumentRecord]]:
-    """Ingest what the reader returns, then remove the source's documents it no longer
-    returns (only after a complete listing). `owned` maps a doc id to the writer's own
-    (Scope.owned_id); `may_delete` guards the removal. Returns the report and the removed."""
-    loaded = open_reader(source)
+    """Ingest what the reader returns (`loaded`, from `open_reader`, or opened here), then
+    remove the source's documents it no longer returns (only after a complete listing).
+    `owned` maps a doc id to the writer's own (Scope.owned_id); `may_delete` guards the
+    removal. Returns the report and the removed records."""
+    loaded = open_reader(source) if loaded is None else loaded
     listing = _Listing()
     docs = to_documents(source, loaded, acl_groups=acl_groups, metadata=metadata)
     report = pipeline.ingest_documents(_listed(docs, listing, owned=owned), progress=progress)

@@ -184,6 +184,7 @@ def test_reader_that_cannot_be_used_is_a_clear_error(
     code, output = ondata(settings, "ingest", "--reader", target, "--index", "src")
     assert code == 2
     assert message in output
+    assert open_store(settings).get_index("src") is None  # nothing was created
 
 
 def test_reader_arguments_it_does_not_take_are_a_clear_error(settings: Settings) -> None:
