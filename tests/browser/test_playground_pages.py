@@ -108,6 +108,20 @@ def test_sources_are_listed_in_order_and_told_apart(
     laptop.screenshot("issue12-sources-told-apart")
 
 
+def test_sources_list_the_cited_documents_by_their_number(
+    laptop: Visit, openai_fake: FakeOpenAIServer
+) -> None:
+    # [docN] is the N-th document the model was given, in the text and the list alike:
+    # cited 3 then 1, the text keeps that order, the list shows 1 and 3 (2 was not cited)
+    openai_fake.reply("Badges are red [doc3]. Hotels: 180 euros [doc1].", times=2)
+    laptop.open("chat")
+    answer = ask(laptop.page, QUESTION)
+    expect(answer.locator(".sources li")).to_have_count(2)
+    listed = answer.locator(".sources .source-link").all_inner_texts()
+    assert [b.split(".")[0] for b in listed] == ["1", "3"], listed
+    assert answer.locator("button.cite").all_inner_texts() == ["3", "1"]
+
+
 def test_the_newest_answer_is_not_hidden_behind_the_question_box(
     laptop: Visit, openai_fake: FakeOpenAIServer
 ) -> None:
