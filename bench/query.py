@@ -7,7 +7,7 @@ Prints, for the SciFact index (5,183 abstracts) on this machine:
      app under uvicorn, a separate process on loopback) from 1/4/16 concurrent clients;
   3. streaming overhead: the time to the first streamed byte of a grounded answer through a
      chat model (the loopback fake OpenAI server of tests/fakes, with a known time to first
-     token and tokens spaced --token-ms apart), minus that model's own time (the intent
+     token and --token-ms a token, streamed or not), minus that model's own time (the intent
      rewrite and the answer's first token): a server that waited for the whole reply would
      show the model's generation time here.
 Every request asks a SciFact query not asked before in that server (no cache hits).

@@ -20,7 +20,9 @@ Control API (thread-safe; scripts are consumed in order, one per matching reques
     fake.script(status=500, endpoint="embeddings")    # only embeddings requests consume it
     fake.script(delay_s=3)                            # the next request answers 3 s late
     fake.reply("custom text", times=1)                # the next chat completion says this
-    fake.script(chunk_delay_s=0.1, endpoint="chat")   # each streamed chunk 0.1 s after the last
+    fake.script(chunk_delay_s=0.1, endpoint="chat")   # 0.1 s a chunk (token): streamed, each
+                                                      # chunk that long after the last; else
+                                                      # the reply after all of them
     fake.requests / fake.requests_to("chat") / fake.last_request   # recorded, parsed bodies
     fake.stream_ends                                  # time.monotonic() as each stream ended
     fake.reset()                                      # forget scripts and recordings
@@ -280,7 +282,9 @@ class FakeOpenAIServer:
 
         status != 200 answers an OpenAI-shaped error (`message` overrides its text; 429/503
         carry Retry-After when `retry_after` is set); delay_s waits before answering;
-        reply replaces the chat text; chunk_delay_s slows each streamed chunk.
+        reply replaces the chat text; chunk_delay_s is the time a chat reply takes per chunk
+        (token), as a model generates it: streamed, each chunk comes that long after the last;
+        not streamed, the reply comes after all of them.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
@@ -407,7 +411,7 @@ async def _handle(
         return error_response(400, "The request body must be a JSON object.")
     if endpoint == "embeddings":
         return _embeddings(fake, body, deployment)
-    return _chat(body, deployment, script, on_stream_end=fake._state.ended_stream)
+    return await _chat(body, deployment, script, on_stream_end=fake._state.ended_stream)
 
 
 async def _json_body(request: Request) -> Any:
@@ -477,7 +481,7 @@ def _encode(vector: list[float], body: dict[str, Any]) -> list[float] | str:
     return vector
 
 
-def _chat(
+async def _chat(
     body: dict[str, Any],
     deployment: str | None,
     script: Script | None,
@@ -495,6 +499,8 @@ def _chat(
         delay = script.chunk_delay_s if script else 0.0
         events = _stream(text, model, usage if include_usage else None, delay, on_stream_end)
         return StreamingResponse(events, media_type="text/event-stream")
+    if script and script.chunk_delay_s:
+        await asyncio.sleep(script.chunk_delay_s * sum(1 for _ in _deltas(text)))
     return JSONResponse(
         {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
