@@ -60,7 +60,10 @@ def _ingest(pipeline: IngestPipeline, settings: Settings, root: Path):  # type: 
 def test_pipeline_ingests_good_files_and_reports_bad_ones(
     pipeline: IngestPipeline, settings: Settings, corpus: Path
 ) -> None:
-    report = _ingest(pipeline, settings, corpus)
+    # the folder walk takes supported types only; a file named directly is tried whatever it
+    # is, so unknown.xyz is named too, to check that it fails with the upload's reason
+    files = source_files([corpus, corpus / "unknown.xyz"], doc_id_for=doc_id_for)
+    report = pipeline.ingest_files(files, parse=parser_for(settings))
     assert report.documents_ingested == 2
     failed = {Path(f.source).name: f.error for f in report.documents_failed}
     assert set(failed) == {"empty.txt", "unknown.xyz"}

@@ -152,7 +152,7 @@ def test_indexes_create_list_update_delete(http: httpx.Client) -> None:
             400,
             "invalid_request_error",
         ),
-        ("post", "/v1/indexes", {"name": "../x"}, 400, "invalid_request"),
+        ("post", "/v1/indexes", {"name": "../x"}, 400, "invalid_value"),
         (
             "post",
             "/v1/indexes",
@@ -219,7 +219,7 @@ def test_upload_ingests_files_and_reports_each_failure(
         ([("a.md", b"x")], {"metadata": "{not json"}, 400, "invalid_request_error"),
         ([("a.md", b"x")], {"metadata": "[1, 2]"}, 400, "invalid_request_error"),
         ([("..", b"x")], {}, 400, "invalid_request_error"),
-        ([], {}, 400, "invalid_request"),
+        ([], {}, 400, "missing_required_parameter"),
     ],
 )
 def test_upload_refuses_bad_input_and_stores_nothing(

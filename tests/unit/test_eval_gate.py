@@ -109,7 +109,7 @@ def test_reports_are_written_self_contained_with_the_gate_verdict(tmp_path: Path
     assert "Gate FAILED" in html
     assert len(files.per_query.read_text().splitlines()) == 2
     markdown = files.markdown.read_text()
-    assert "| ndcg@10 | 0.6000 |" in markdown
+    assert "| ndcg@10 | 0.600 |" in markdown
     assert "**Gate FAILED**" in render_markdown(summary, gate=gate)
 
 
