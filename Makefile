@@ -61,6 +61,7 @@ test-all: setup
 
 lint: setup
 	$(BIN)/ruff check core ingest retrieval api evaluation tests bench
+	$(BIN)/ruff format --check core ingest retrieval api evaluation tests bench
 	$(BIN)/mypy
 
 bench: setup

@@ -129,8 +129,12 @@ def _observe(scope: Scope, status: int, seconds: float) -> None:
         scope["path"],
         status,
         seconds * 1000,
-        extra={"route": route, "status": status, "duration_ms": round(seconds * 1000, 1),
-               "subject": principal},
+        extra={
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "subject": principal,
+        },
     )
 
 

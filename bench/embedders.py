@@ -89,18 +89,22 @@ def main() -> None:
     texts, source = load_texts(args.limit)
     counts = word_piece_count(texts)
     pieces = sum(min(c + 2, 256) for c in counts)
-    print(f"{len(texts)} texts from {source}; {pieces} word pieces fed to the model "
-          f"(mean {pieces / len(texts):.0f}, {sum(c > 254 for c in counts)} truncated); "
-          f"{available_cores()} cores; batch size {args.batch_size}")
+    print(
+        f"{len(texts)} texts from {source}; {pieces} word pieces fed to the model "
+        f"(mean {pieces / len(texts):.0f}, {sum(c > 254 for c in counts)} truncated); "
+        f"{available_cores()} cores; batch size {args.batch_size}"
+    )
     backends: dict[str, Embedder] = {
         "onnx": OnnxEmbedder.load(batch_size=args.batch_size),
         "sentence-transformers": SentenceTransformerEmbedder.load(batch_size=args.batch_size),
     }
     results = interleaved_best(backends, texts, args.repeats)
     for label, (seconds, cpu, _) in results.items():
-        print(f"{label:>22}: {len(texts) / seconds:7.1f} texts/s  {pieces / seconds:8.0f} "
-              f"word pieces/s  {len(texts) / cpu:6.1f} texts/CPU-s  "
-              f"({seconds:.1f} s wall, {cpu:.1f} s CPU, best of {args.repeats})")
+        print(
+            f"{label:>22}: {len(texts) / seconds:7.1f} texts/s  {pieces / seconds:8.0f} "
+            f"word pieces/s  {len(texts) / cpu:6.1f} texts/CPU-s  "
+            f"({seconds:.1f} s wall, {cpu:.1f} s CPU, best of {args.repeats})"
+        )
     for label, embedder in backends.items():
         print(f"{label:>22}: query latency median {query_latency_ms(embedder):.1f} ms")
     cosines = np.sum(results["onnx"][2] * results["sentence-transformers"][2], axis=1)

@@ -18,12 +18,15 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 HTTP_REQUESTS = Counter(
-    "ondata_http_requests_total", "HTTP requests by route template, method and status.",
+    "ondata_http_requests_total",
+    "HTTP requests by route template, method and status.",
     ["route", "method", "status"],
 )
 HTTP_LATENCY = Histogram(
-    "ondata_http_request_duration_seconds", "HTTP request latency (to the last body byte).",
-    ["route", "method"], buckets=_LATENCY_BUCKETS,
+    "ondata_http_request_duration_seconds",
+    "HTTP request latency (to the last body byte).",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
 )
 RATE_LIMITED = Counter(
     "ondata_rate_limited_total", "Requests refused by per-key limits.", ["limit"]
@@ -35,12 +38,16 @@ INGEST_CHUNKS = Counter("ondata_ingest_chunks_total", "Chunks written to an inde
 INGEST_FAILURES = Counter("ondata_ingest_failures_total", "Documents whose ingestion failed.")
 QUEUE_DEPTH = Gauge("ondata_queue_depth", "Ingestion tasks waiting in the task queue.")
 EMBEDDING_SECONDS = Histogram(
-    "ondata_embedding_duration_seconds", "Time spent in one embedding call, by what was embedded.",
-    ["kind"], buckets=_LATENCY_BUCKETS,
+    "ondata_embedding_duration_seconds",
+    "Time spent in one embedding call, by what was embedded.",
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
 )
 ANSWER_PHASE_SECONDS = Histogram(
-    "ondata_answer_phase_duration_seconds", "Time per answer phase (retrieve, generate).",
-    ["phase"], buckets=_LATENCY_BUCKETS,
+    "ondata_answer_phase_duration_seconds",
+    "Time per answer phase (retrieve, generate).",
+    ["phase"],
+    buckets=_LATENCY_BUCKETS,
 )
 
 

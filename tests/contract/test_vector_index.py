@@ -42,26 +42,45 @@ OpenIndex = Callable[..., VectorIndex]
 
 def make_chunk(chunk_id: str, doc_id: str, content: str, **fields: object) -> Chunk:
     return Chunk(
-        chunk_id=chunk_id, doc_id=doc_id, chunk_index=0, content=content, embed_text=content,
-        title=doc_id.title(), content_hash=f"h-{chunk_id}", **fields,  # type: ignore[arg-type]
+        chunk_id=chunk_id,
+        doc_id=doc_id,
+        chunk_index=0,
+        content=content,
+        embed_text=content,
+        title=doc_id.title(),
+        content_hash=f"h-{chunk_id}",
+        **fields,  # type: ignore[arg-type]
     )
 
 
 CAT = make_chunk(
-    "cat", "animals", "Cats purr and sleep in the warm sun",
+    "cat",
+    "animals",
+    "Cats purr and sleep in the warm sun",
     metadata={"lang": "en", "year": 2023, "reviewed": True},
 )
 DOG = make_chunk(
-    "dog", "animals", "Dogs bark loudly at the mailman", acl_groups=("staff",),
+    "dog",
+    "animals",
+    "Dogs bark loudly at the mailman",
+    acl_groups=("staff",),
     metadata={"lang": "en", "year": 2024, "reviewed": False},
 )
 FISH = make_chunk(
-    "fish", "ocean", "Fish swim in the deep blue ocean", acl_groups=("hr",),
+    "fish",
+    "ocean",
+    "Fish swim in the deep blue ocean",
+    acl_groups=("hr",),
     metadata={"lang": "fr", "year": 2024, "tags": ["sea", "wild"]},
 )
 TAX = make_chunk(
-    "tax", "finance", "Quarterly tax filing deadlines for supplier invoices",
-    filepath="finance/tax.pdf", url="https://intranet/tax", page=3, section="Deadlines",
+    "tax",
+    "finance",
+    "Quarterly tax filing deadlines for supplier invoices",
+    filepath="finance/tax.pdf",
+    url="https://intranet/tax",
+    page=3,
+    section="Deadlines",
     metadata={"lang": "en", "nested": {"owner": "ops"}},
 )
 DENSE = {"cat": [1, 0, 0, 0], "dog": [0, 1, 0, 0], "fish": [0, 0, 1, 0], "tax": [0, 0, 0, 1]}
@@ -170,22 +189,35 @@ class TestVectorIndexContract:
     def test_index_hybrid_rrf_fuses_both_lists_in_engine(self, index: VectorIndex) -> None:
         # dense points at the cat; keywords name the tax chunk: both must surface
         request = IndexQuery(
-            mode="hybrid", limit=2, dense=vector([1, 0, 0, 0.2]),
-            sparse=BM25.encode_query("tax invoices"), fusion="rrf", rrf_k=60,
+            mode="hybrid",
+            limit=2,
+            dense=vector([1, 0, 0, 0.2]),
+            sparse=BM25.encode_query("tax invoices"),
+            fusion="rrf",
+            rrf_k=60,
         )
         hits = index.query(request)
         assert set(ids(hits)) == {"cat", "tax"}
         agreed = index.query(
-            IndexQuery(mode="hybrid", limit=1, dense=vector([0, 0, 0, 1]),
-                       sparse=BM25.encode_query("tax invoices"), fusion="rrf", rrf_k=60)
+            IndexQuery(
+                mode="hybrid",
+                limit=1,
+                dense=vector([0, 0, 0, 1]),
+                sparse=BM25.encode_query("tax invoices"),
+                fusion="rrf",
+                rrf_k=60,
+            )
         )
         assert ids(agreed) == ["tax"]
         assert agreed[0].score == pytest.approx(2 / 60, rel=1e-4)  # first in both lists
 
     def test_index_hybrid_dbsf_ranks_agreed_chunk_first(self, index: VectorIndex) -> None:
         request = IndexQuery(
-            mode="hybrid", limit=4, dense=vector([0, 0.2, 1, 0]),
-            sparse=BM25.encode_query("deep ocean fish"), fusion="dbsf",
+            mode="hybrid",
+            limit=4,
+            dense=vector([0, 0.2, 1, 0]),
+            sparse=BM25.encode_query("deep ocean fish"),
+            fusion="dbsf",
         )
         hits = index.query(request)
         assert ids(hits)[0] == "fish"
@@ -209,13 +241,19 @@ class TestVectorIndexContract:
         ],
     )
     def test_index_equals_filter_keeps_only_matching_chunks(
-        self, index: VectorIndex, equals: dict, expected: set[str]  # type: ignore[type-arg]
+        self,
+        index: VectorIndex,
+        equals: dict,
+        expected: set[str],  # type: ignore[type-arg]
     ) -> None:
         flt = MetadataFilter(equals=equals)
         for mode in ("vector", "hybrid"):
             request = IndexQuery(
-                mode=mode, limit=10, dense=vector([1, 1, 1, 1]),  # type: ignore[arg-type]
-                sparse=BM25.encode_query("cats dogs fish tax"), filter=flt,
+                mode=mode,
+                limit=10,
+                dense=vector([1, 1, 1, 1]),  # type: ignore[arg-type]
+                sparse=BM25.encode_query("cats dogs fish tax"),
+                filter=flt,
             )
             assert set(ids(index.query(request))) == expected
 
@@ -234,8 +272,11 @@ class TestVectorIndexContract:
         flt = MetadataFilter(acl_groups=groups)
         for mode in ("vector", "keyword", "hybrid"):
             request = IndexQuery(
-                mode=mode, limit=10, dense=vector([1, 1, 1, 1]),  # type: ignore[arg-type]
-                sparse=BM25.encode_query("cats dogs fish tax"), filter=flt,
+                mode=mode,
+                limit=10,
+                dense=vector([1, 1, 1, 1]),  # type: ignore[arg-type]
+                sparse=BM25.encode_query("cats dogs fish tax"),
+                filter=flt,
             )
             assert set(ids(index.query(request))) == expected
 
@@ -255,9 +296,9 @@ class TestVectorIndexContract:
         assert index.count() == 4
         hits = index.query(IndexQuery(mode="vector", limit=1, dense=vector([1, 0, 0, 0])))
         assert hits[0].chunk.content == "Cats nap all afternoon"
-        assert index.query(
-            IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("purr"))
-        ) == []
+        assert (
+            index.query(IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("purr"))) == []
+        )
 
     def test_index_hit_rebuilds_the_stored_chunk(self, index: VectorIndex) -> None:
         for chunk in ALL:
@@ -271,9 +312,7 @@ class TestVectorIndexContract:
     ) -> None:
         query = vector([0.6, 0.8, 0, 0])
         sparse = BM25.encode_query("cats dogs fish tax")
-        request = IndexQuery(
-            mode=mode, limit=4, dense=query, sparse=sparse, with_dense_score=True
-        )
+        request = IndexQuery(mode=mode, limit=4, dense=query, sparse=sparse, with_dense_score=True)
         hits = index.query(request)
         assert hits
         for hit in hits:
@@ -303,8 +342,9 @@ class TestVectorIndexContract:
         index = open_test_index()
         index.upsert([indexed(chunk) for chunk in ALL])
         assert index.maintain() is False  # 4 points: nothing worth building
-        index.upsert([indexed(make_chunk(f"b{i}", "bulk", f"text {i}"), [0, 0, 1, 1])
-                      for i in range(1_500)])
+        index.upsert(
+            [indexed(make_chunk(f"b{i}", "bulk", f"text {i}"), [0, 0, 1, 1]) for i in range(1_500)]
+        )
         index.maintain()
         assert index.maintain() is False  # nothing new since
         hits = index.query(IndexQuery(mode="vector", limit=1, dense=vector([1, 0, 0, 0])))
@@ -337,9 +377,7 @@ class TestVectorIndexContract:
         nearest = fresh.query(IndexQuery(mode="vector", limit=1, dense=vector([0, 0, 0, 1])))
         assert nearest[0].chunk == TAX
 
-    def test_index_metadata_merges_and_survives_reopening(
-        self, open_test_index: OpenIndex
-    ) -> None:
+    def test_index_metadata_merges_and_survives_reopening(self, open_test_index: OpenIndex) -> None:
         first = open_test_index()
         assert first.read_metadata() == {}
         first.write_metadata({"bm25": {"avg_len": 7.5}})
@@ -372,8 +410,9 @@ class TestVectorIndexContract:
 def test_edge_index_serves_queries_from_threads(tmp_path: Path) -> None:
     index = QdrantEdgeIndex.open(tmp_path / "edge", dimension=DIM)
     index.upsert([indexed(chunk) for chunk in ALL])
-    request = IndexQuery(mode="hybrid", limit=2, dense=vector([0, 1, 0, 0]),
-                         sparse=BM25.encode_query("dogs bark"))
+    request = IndexQuery(
+        mode="hybrid", limit=2, dense=vector([0, 1, 0, 0]), sparse=BM25.encode_query("dogs bark")
+    )
     results: list[list[str]] = []
 
     def worker() -> None:

@@ -187,9 +187,7 @@ def test_acl_no_chunk_of_another_group_reaches_any_path(
 
 @pytest.mark.parametrize("probe", ["search", "chat", "chat-stream", "azure"])
 @pytest.mark.parametrize("group", ["hr", "eng"])
-def test_acl_the_same_probe_reaches_a_member_of_the_group(
-    app: App, probe: str, group: str
-) -> None:
+def test_acl_the_same_probe_reaches_a_member_of_the_group(app: App, probe: str, group: str) -> None:
     text = _probe(app, probe, QUESTIONS[group], _bearer(app.keys[group]))
     assert SECRETS[group][0] in text
 
@@ -259,9 +257,7 @@ def test_acl_earlier_turns_do_not_pull_in_another_groups_documents(
 
 
 @pytest.mark.parametrize("probe", ["search", "chat", "chat-stream"])
-def test_acl_trusted_header_sets_the_groups_when_configured(
-    extractive: App, probe: str
-) -> None:
+def test_acl_trusted_header_sets_the_groups_when_configured(extractive: App, probe: str) -> None:
     admin = _bearer(extractive.keys["admin"])
     as_eng = _probe(extractive, probe, QUESTIONS["hr"], {**admin, GROUPS_HEADER: "eng"})
     assert _leaks(as_eng, extractive.markers["hr"]) == []

@@ -88,7 +88,9 @@ def _assert_grounded(content: str, context: dict[str, Any]) -> None:
 
 def test_chat_completion_answers_with_citations_sync(client: OpenAI) -> None:
     completion = client.chat.completions.create(
-        model="anything", messages=_ask(), extra_body=_sources()  # type: ignore[arg-type]
+        model="anything",
+        messages=_ask(),
+        extra_body=_sources(),  # type: ignore[arg-type]
     )
     message = completion.choices[0].message
     assert completion.object == "chat.completion"
@@ -137,12 +139,21 @@ def test_streamed_and_complete_answers_number_citations_alike(
     client: OpenAI, question: str
 ) -> None:
     sources = _sources(include_contexts=["citations", "intent", "all_retrieved_documents"])
-    complete = client.chat.completions.create(
-        model="m", messages=_ask(question), extra_body=sources  # type: ignore[arg-type]
-    ).choices[0].message
+    complete = (
+        client.chat.completions.create(
+            model="m",
+            messages=_ask(question),
+            extra_body=sources,  # type: ignore[arg-type]
+        )
+        .choices[0]
+        .message
+    )
     chunks = list(
         client.chat.completions.create(
-            model="m", messages=_ask(question), stream=True, extra_body=sources  # type: ignore[arg-type]
+            model="m",
+            messages=_ask(question),
+            stream=True,
+            extra_body=sources,  # type: ignore[arg-type]
         )
     )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -162,7 +173,9 @@ def test_streamed_and_complete_answers_number_citations_alike(
 async def test_chat_completion_answers_with_citations_async(base_url: str) -> None:
     async with AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as c:
         completion = await c.chat.completions.create(
-            model="m", messages=_ask(), extra_body=_sources()  # type: ignore[arg-type]
+            model="m",
+            messages=_ask(),
+            extra_body=_sources(),  # type: ignore[arg-type]
         )
     message = completion.choices[0].message
     _assert_grounded(message.content or "", _context(message))
@@ -171,7 +184,10 @@ async def test_chat_completion_answers_with_citations_async(base_url: str) -> No
 async def test_chat_completion_streams_async(base_url: str) -> None:
     async with AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as c:
         stream = await c.chat.completions.create(
-            model="m", messages=_ask(), stream=True, extra_body=_sources()  # type: ignore[arg-type]
+            model="m",
+            messages=_ask(),
+            stream=True,
+            extra_body=_sources(),  # type: ignore[arg-type]
         )
         chunks = [chunk async for chunk in stream]
     context = _context(chunks[0].choices[0].delta)
@@ -198,7 +214,9 @@ def test_azure_client_with_azure_search_data_source(base_url: str) -> None:
     }
     with azure:
         completion = azure.chat.completions.create(
-            model="my-deployment", messages=_ask(), extra_body={"data_sources": [source]}  # type: ignore[arg-type]
+            model="my-deployment",
+            messages=_ask(),
+            extra_body={"data_sources": [source]},  # type: ignore[arg-type]
         )
         stream = azure.chat.completions.create(
             model="my-deployment",
@@ -234,17 +252,23 @@ def test_all_retrieved_documents_when_asked(client: OpenAI) -> None:
 
 
 def test_text_content_parts_are_joined(client: OpenAI) -> None:
-    parts = [{"type": "text", "text": "How much may employees spend "},
-             {"type": "text", "text": "on hotels in capital cities?"}]
+    parts = [
+        {"type": "text", "text": "How much may employees spend "},
+        {"type": "text", "text": "on hotels in capital cities?"},
+    ]
     completion = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": parts}], extra_body=_sources()  # type: ignore[list-item, misc]
+        model="m",
+        messages=[{"role": "user", "content": parts}],
+        extra_body=_sources(),  # type: ignore[list-item, misc]
     )
     assert "180" in (completion.choices[0].message.content or "")
 
 
 def test_include_contexts_limits_the_context(client: OpenAI) -> None:
     completion = client.chat.completions.create(
-        model="m", messages=_ask(), extra_body=_sources(include_contexts=["citations"])  # type: ignore[arg-type]
+        model="m",
+        messages=_ask(),
+        extra_body=_sources(include_contexts=["citations"]),  # type: ignore[arg-type]
     )
     context = _context(completion.choices[0].message)
     assert context["citations"]
@@ -277,8 +301,12 @@ def test_out_of_scope_question_gets_the_refusal(client: OpenAI) -> None:
 def test_search_endpoint_returns_ranked_chunks(http: httpx.Client) -> None:
     response = http.post(
         "/v1/search",
-        json={"index_name": INDEX, "query": "red badge visitors", "top_n_documents": 2,
-              "query_type": "simple"},
+        json={
+            "index_name": INDEX,
+            "query": "red badge visitors",
+            "top_n_documents": 2,
+            "query_type": "simple",
+        },
     )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
@@ -309,31 +337,87 @@ def test_chat_without_data_sources_needs_a_chat_model(client: OpenAI) -> None:
 BAD_REQUESTS: list[tuple[str, Any, int, str | None]] = [
     ("empty messages", {"messages": [], **_sources()}, 400, "messages"),
     ("n > 1", {"messages": _ask(), "n": 2, **_sources()}, 400, "n"),
-    ("bad role", {"messages": [{"role": "robot", "content": "hi"}], **_sources()}, 400,
-     "messages.0.role"),
+    (
+        "bad role",
+        {"messages": [{"role": "robot", "content": "hi"}], **_sources()},
+        400,
+        "messages.0.role",
+    ),
     ("unknown field", {"messages": _ask(), "bogus": 1, **_sources()}, 400, "bogus"),
-    ("top_n too big", {"messages": _ask(), **_sources(top_n_documents=21)}, 400,
-     "data_sources.0.parameters.top_n_documents"),
-    ("strictness 0", {"messages": _ask(), **_sources(strictness=0)}, 400,
-     "data_sources.0.parameters.strictness"),
-    ("bad query_type", {"messages": _ask(), **_sources(query_type="fuzzy")}, 400,
-     "data_sources.0.parameters.query_type"),
-    ("two data sources", {"messages": _ask(), "data_sources": [
-        {"type": "ondata", "parameters": {"index_name": INDEX}}] * 2}, 400, "data_sources"),
-    ("unknown source type", {"messages": _ask(), "data_sources": [
-        {"type": "pinecone", "parameters": {"index_name": INDEX}}]}, 400, "data_sources.0.type"),
-    ("bad filter", {"messages": _ask(), **_sources(filter="title eq")}, 400,
-     "data_sources.0.parameters.filter"),
-    ("unknown index", {"messages": _ask(), "data_sources": [
-        {"type": "ondata", "parameters": {"index_name": "nope"}}]}, 404, "index_name"),
-    ("no user turn", {"messages": [{"role": "system", "content": "be nice"}], **_sources()},
-     400, None),
+    (
+        "top_n too big",
+        {"messages": _ask(), **_sources(top_n_documents=21)},
+        400,
+        "data_sources.0.parameters.top_n_documents",
+    ),
+    (
+        "strictness 0",
+        {"messages": _ask(), **_sources(strictness=0)},
+        400,
+        "data_sources.0.parameters.strictness",
+    ),
+    (
+        "bad query_type",
+        {"messages": _ask(), **_sources(query_type="fuzzy")},
+        400,
+        "data_sources.0.parameters.query_type",
+    ),
+    (
+        "two data sources",
+        {
+            "messages": _ask(),
+            "data_sources": [{"type": "ondata", "parameters": {"index_name": INDEX}}] * 2,
+        },
+        400,
+        "data_sources",
+    ),
+    (
+        "unknown source type",
+        {
+            "messages": _ask(),
+            "data_sources": [{"type": "pinecone", "parameters": {"index_name": INDEX}}],
+        },
+        400,
+        "data_sources.0.type",
+    ),
+    (
+        "bad filter",
+        {"messages": _ask(), **_sources(filter="title eq")},
+        400,
+        "data_sources.0.parameters.filter",
+    ),
+    (
+        "unknown index",
+        {
+            "messages": _ask(),
+            "data_sources": [{"type": "ondata", "parameters": {"index_name": "nope"}}],
+        },
+        404,
+        "index_name",
+    ),
+    (
+        "no user turn",
+        {"messages": [{"role": "system", "content": "be nice"}], **_sources()},
+        400,
+        None,
+    ),
     ("too many messages", {"messages": _ask() * 21, **_sources()}, 413, "messages"),
     ("not an object", [1, 2, 3], 400, None),
     ("temperature 3", {"messages": _ask(), "temperature": 3, **_sources()}, 400, "temperature"),
-    ("image content", {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}], **_sources()}, 400,
-     "messages.0.content"),
+    (
+        "image content",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}],
+                }
+            ],
+            **_sources(),
+        },
+        400,
+        "messages.0.content",
+    ),
 ]
 
 
@@ -357,26 +441,73 @@ def test_bad_requests_get_openai_shaped_4xx(
 
 
 ERRORS_IN_WORDS: list[tuple[str, dict[str, Any], str, str | None, str]] = [
-    ("only a system turn", {"json": {"messages": [{"role": "system", "content": "be nice"}],
-     **_sources()}}, "missing_user_message", "messages", "no user message"),
-    ("text/plain body", {"content": b"What is the hotel limit?",
-     "headers": {"content-type": "text/plain"}}, "invalid_body", None, "not text/plain"),
-    ("JSON sent as text/plain", {"content": json.dumps({"messages": _ask(), **_sources()}),
-     "headers": {"content-type": "text/plain"}}, "invalid_body", None, "application/json"),
-    ("malformed JSON", {"content": b'{"messages": [', "headers": {
-     "content-type": "application/json"}}, "invalid_json", None, "not valid JSON"),
+    (
+        "only a system turn",
+        {"json": {"messages": [{"role": "system", "content": "be nice"}], **_sources()}},
+        "missing_user_message",
+        "messages",
+        "no user message",
+    ),
+    (
+        "text/plain body",
+        {"content": b"What is the hotel limit?", "headers": {"content-type": "text/plain"}},
+        "invalid_body",
+        None,
+        "not text/plain",
+    ),
+    (
+        "JSON sent as text/plain",
+        {
+            "content": json.dumps({"messages": _ask(), **_sources()}),
+            "headers": {"content-type": "text/plain"},
+        },
+        "invalid_body",
+        None,
+        "application/json",
+    ),
+    (
+        "malformed JSON",
+        {"content": b'{"messages": [', "headers": {"content-type": "application/json"}},
+        "invalid_json",
+        None,
+        "not valid JSON",
+    ),
     ("a JSON list", {"json": [1, 2]}, "invalid_body", None, "must be a JSON object"),
-    ("empty messages", {"json": {"messages": [], **_sources()}}, "invalid_value", "messages",
-     "messages: must not be empty"),
-    ("no messages", {"json": _sources()}, "missing_required_parameter", "messages",
-     "messages is required"),
-    ("wrong role", {"json": {"messages": [{"role": "robot", "content": "hi"}], **_sources()}},
-     "invalid_value", "messages.0.role", "must be 'system', 'developer', 'user' or 'assistant', "
-     "not 'robot'"),
-    ("misspelt field", {"json": {"messages": _ask(), "temprature": 1, **_sources()}},
-     "unknown_parameter", "temprature", "Unrecognized request argument supplied: temprature"),
-    ("n > 1", {"json": {"messages": _ask(), "n": 2, **_sources()}}, "invalid_value", "n",
-     "only n=1 is supported"),
+    (
+        "empty messages",
+        {"json": {"messages": [], **_sources()}},
+        "invalid_value",
+        "messages",
+        "messages: must not be empty",
+    ),
+    (
+        "no messages",
+        {"json": _sources()},
+        "missing_required_parameter",
+        "messages",
+        "messages is required",
+    ),
+    (
+        "wrong role",
+        {"json": {"messages": [{"role": "robot", "content": "hi"}], **_sources()}},
+        "invalid_value",
+        "messages.0.role",
+        "must be 'system', 'developer', 'user' or 'assistant', not 'robot'",
+    ),
+    (
+        "misspelt field",
+        {"json": {"messages": _ask(), "temprature": 1, **_sources()}},
+        "unknown_parameter",
+        "temprature",
+        "Unrecognized request argument supplied: temprature",
+    ),
+    (
+        "n > 1",
+        {"json": {"messages": _ask(), "n": 2, **_sources()}},
+        "invalid_value",
+        "n",
+        "only n=1 is supported",
+    ),
 ]
 
 
@@ -417,8 +548,10 @@ def test_azure_route_refuses_a_missing_or_unknown_api_version(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["code"], error["param"]) == (code, "api-version")
-    azure_words = "Missing required query parameter" if code == "missing_api_version" else (
-        "API version not supported"
+    azure_words = (
+        "Missing required query parameter"
+        if code == "missing_api_version"
+        else ("API version not supported")
     )
     assert error["message"].startswith(azure_words)
 
@@ -446,7 +579,13 @@ def test_citations_carry_every_key_null_when_unknown(http: httpx.Client) -> None
         assert citations
         for citation in citations:
             assert set(citation) == {
-                "content", "title", "url", "filepath", "chunk_id", "doc_id", "page"
+                "content",
+                "title",
+                "url",
+                "filepath",
+                "chunk_id",
+                "doc_id",
+                "page",
             }
             assert citation["url"] is None  # files have no URL: null, as Azure's samples expect
     search = http.post("/v1/search", json={"index_name": INDEX, "query": "hotel"}).json()
@@ -460,8 +599,11 @@ def test_citations_carry_every_key_null_when_unknown(http: httpx.Client) -> None
         (b"", "application/json", 400),
         (b"\xff\xfe not utf-8", "application/json", 400),
         (b"messages=hi", "application/x-www-form-urlencoded", 400),
-        (b'{"messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}',
-         "application/json", 413),
+        (
+            b'{"messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}',
+            "application/json",
+            413,
+        ),
     ],
     ids=["truncated json", "empty body", "not utf-8", "form body", "oversized"],
 )
@@ -507,7 +649,6 @@ def test_chunked_oversized_body_is_rejected(http: httpx.Client) -> None:
     )
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "request_too_large"
-
 
 
 # ---- ondata ask --url (the CLI through the running server) ------------------------------

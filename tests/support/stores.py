@@ -19,7 +19,9 @@ from sqlalchemy import create_engine, text
 
 from core.db import IndexRecord, Store, make_engine
 
-POSTGRES = os.environ.get("ONDATA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES = os.environ.get(
+    "ONDATA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def _with_schema(url: str, schema: str) -> str:

@@ -22,8 +22,11 @@ async def _events(*, fail_after: int | None = None) -> AsyncIterator[AnswerEvent
         AnswerContext(intent=("hotel limit",), citations=(CITATION,), all_retrieved=(), model="m"),
         AnswerDelta("Up to 180 euros "),
         AnswerDelta("[doc1]."),
-        AnswerDone(Answer(content="Up to 180 euros [doc1].", model="m", prompt_tokens=5,
-                          completion_tokens=7)),
+        AnswerDone(
+            Answer(
+                content="Up to 180 euros [doc1].", model="m", prompt_tokens=5, completion_tokens=7
+            )
+        ),
     ]
     for i, event in enumerate(events):
         if fail_after is not None and i == fail_after:

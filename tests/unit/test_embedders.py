@@ -55,8 +55,15 @@ def onnx_embedder() -> OnnxEmbedder:
 
 
 def _remote(fake: FakeOpenAIServer, **settings: object) -> OpenAIEmbedder:
-    options = {"backend": "openai", "base_url": fake.base_url, "api_key": SecretStr(fake.api_key),
-               "model": "fake-embedding", "max_retries": 0, "timeout_s": 5.0, **settings}
+    options = {
+        "backend": "openai",
+        "base_url": fake.base_url,
+        "api_key": SecretStr(fake.api_key),
+        "model": "fake-embedding",
+        "max_retries": 0,
+        "timeout_s": 5.0,
+        **settings,
+    }
     return OpenAIEmbedder.from_settings(EmbeddingSettings.model_validate(options))
 
 
@@ -261,8 +268,10 @@ def test_openai_unreachable_server_becomes_embedding_error() -> None:
 
 def test_openai_embedder_works_with_azure_deployments(openai_fake: FakeOpenAIServer) -> None:
     client = openai.AzureOpenAI(
-        azure_endpoint=openai_fake.azure_endpoint, api_key=openai_fake.api_key,
-        api_version="2024-10-21", max_retries=0,
+        azure_endpoint=openai_fake.azure_endpoint,
+        api_key=openai_fake.api_key,
+        api_version="2024-10-21",
+        max_retries=0,
     )
     embedder = OpenAIEmbedder(client, model="my-embedding-deployment", dimensions=32)
     assert embedder.embed(["hello"]).shape == (1, 32)
