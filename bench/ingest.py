@@ -9,7 +9,12 @@ Rates are per chunk, per document and per word piece the model actually reads (e
 at the 256-piece window). The last is the like-for-like one: llama-index's default 1,024-token
 nodes hold a whole abstract, of which the model reads only the first 256 pieces, while ondata's
 200-token chunks are read whole, so per document llama-index embeds less of the text.
-Usage: .venv/bin/python bench/ingest.py [--limit N] [--skip-llamaindex]
+The raw encoder runs at both precisions (fp32 and embedding.precision=int8); ondata's pipeline
+at --precision (default fp32). With --json the last line is one JSON object:
+{"docs", "chunks", "ondata_chunks_per_s", "raw_fp32_chunks_per_s", "raw_int8_chunks_per_s",
+"llamaindex_chunks_per_s"} (the last null with --skip-llamaindex).
+Usage: .venv/bin/python bench/ingest.py [--limit N] [--precision fp32|int8] [--skip-llamaindex]
+       [--json]
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ def bench_ondata(records: list[dict[str, str]], settings: Settings) -> tuple[flo
     return seconds, report.chunks_written, texts
 
 
-def bench_raw_encoder(texts: list[str], settings: Settings) -> float:
-    embedder = make_embedder(settings.embedding)
+def bench_raw_encoder(texts: list[str], settings: Settings, precision: str) -> float:
+    embedder = make_embedder(settings.embedding.model_copy(update={"precision": precision}))
     embedder.embed(["warm up"])
     started = time.perf_counter()
     for i in range(0, len(texts), settings.embedding.batch_size * 4):
@@ -105,14 +110,18 @@ def bench_llamaindex(records: list[dict[str, str]]) -> tuple[float, int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--limit", "--docs", type=int, default=None)
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     parser.add_argument("--skip-llamaindex", action="store_true")
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     records = load_records(args.limit)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
+        settings.embedding.precision = args.precision
         e2e_s, chunks, texts = bench_ondata(records, settings)
-        raw_s = bench_raw_encoder(texts, settings)
+        raw_s = bench_raw_encoder(texts, settings, "fp32")
+        raw_int8_s = bench_raw_encoder(texts, settings, "int8")
     print(
         f"corpus: {len(records)} SciFact abstracts -> {chunks} chunks "
         f"(chunk_size={settings.chunking.chunk_size}, overlap={settings.chunking.chunk_overlap})"
@@ -127,7 +136,15 @@ def main() -> None:
         f"raw ONNX encoder  : {chunks / raw_s:8.1f} chunks/s  {'':15}{pieces / raw_s:8.0f} "
         f"word pieces/s  ({raw_s:.1f}s, same chunk texts)"
     )
-    print(f"  -> ondata at {100 * raw_s / e2e_s:.0f}% of the raw encoder")
+    print(
+        f"raw ONNX int8     : {chunks / raw_int8_s:8.1f} chunks/s  {'':15}"
+        f"{pieces / raw_int8_s:8.0f} word pieces/s  ({raw_int8_s:.1f}s, same chunk texts)"
+    )
+    print(
+        f"  -> ondata ({args.precision}) at {raw_s / e2e_s:.2f}x the raw fp32 encoder, "
+        f"{raw_int8_s / e2e_s:.2f}x the raw int8 one"
+    )
+    li_rate: float | None = None
     if not args.skip_llamaindex:
         li_s, li_nodes, li_pieces = bench_llamaindex(records)
         print(
@@ -141,6 +158,18 @@ def main() -> None:
             f"per chunk, {li_s / e2e_s:.2f}x per document, "
             f"{(pieces / e2e_s) / (li_pieces / li_s):.2f}x per word piece embedded"
         )
+        li_rate = li_nodes / li_s
+    if args.json:
+        summary = {
+            "docs": len(records),
+            "chunks": chunks,
+            "precision": args.precision,
+            "ondata_chunks_per_s": round(chunks / e2e_s, 2),
+            "raw_fp32_chunks_per_s": round(chunks / raw_s, 2),
+            "raw_int8_chunks_per_s": round(chunks / raw_int8_s, 2),
+            "llamaindex_chunks_per_s": None if li_rate is None else round(li_rate, 2),
+        }
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ class ConfigurationError(OndataError):
     code = "configuration_error"
 
 
+class EmbeddingModelMismatchError(ConfigurationError):
+    """An index was built by another embedding model (or precision) than the configured one."""
+
+    status_code = 409
+    code = "embedding_model_mismatch"
+
+
 class InvalidRequestError(OndataError):
     """The request is malformed or asks for something impossible."""
 

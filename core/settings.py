@@ -38,6 +38,9 @@ class EmbeddingSettings(Section):
     dimensions: int | None = None
     batch_size: int = Field(default=64, ge=1, le=2048)
     max_seq_length: int = Field(default=256, ge=8, le=8192)
+    # onnx backend only: int8 runs the dynamically quantised export (a distinct model name, so
+    # an index built with one precision refuses the other). See README "Performance".
+    precision: Literal["fp32", "int8"] = "fp32"
     # Remote (openai backend) only.
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)

@@ -41,7 +41,7 @@ _COMPLETE = "complete.json"
 # The settings that change what an index holds (an allow-list: new settings sections, such as
 # server or queue options, must not invalidate every cached index).
 _INDEX_SHAPING: dict[str, set[str] | None] = {
-    "embedding": {"backend", "model", "base_url", "dimensions", "max_seq_length"},
+    "embedding": {"backend", "model", "base_url", "dimensions", "max_seq_length", "precision"},
     "chunking": None,  # every field
 }
 # Modules whose code decides what goes into an index (chunks, their vectors and BM25 terms);

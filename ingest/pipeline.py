@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.db import DocumentRecord, IndexRecord, Store
-from core.errors import ConfigurationError, DocumentNotFoundError, OndataError
+from core.errors import DocumentNotFoundError, OndataError
 from core.metrics import embedding_timer, record_ingest
 from core.models import Chunk, Document, SparseVector
 from core.settings import Settings
 from ingest.chunking import Chunker
 from ingest.parsers import file_sha256
+from retrieval.catalog import refuse_other_embedder
 from retrieval.embedders import Embedder, SpanEmbedder, Vectors
 from retrieval.index import IndexedChunk, VectorIndex
 from retrieval.sentences import content_spans, encode_sentence_vectors
@@ -320,12 +321,7 @@ def ensure_index_record(
     """Create the index's registry entry on first use; refuse a different embedder later."""
     existing = store.get_index(name)
     if existing is not None:
-        if existing.embedding_model != embedder.name or existing.dimension != embedder.dimension:
-            raise ConfigurationError(
-                f"index {name!r} was created with embedding model {existing.embedding_model!r} "
-                f"({existing.dimension}-d); the configured embedder is {embedder.name!r} "
-                f"({embedder.dimension}-d). Use another index name or re-create the index."
-            )
+        refuse_other_embedder(existing, embedder.name, embedder.dimension)
         return existing
     record = IndexRecord(
         name=name,

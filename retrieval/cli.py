@@ -73,10 +73,15 @@ def search(
         }
         _print_rows(_search_remote(url, client_api_key(settings, api_key), body), as_json=as_json)
         return
-    catalog = IndexCatalog(settings, Store(make_engine(settings.resolved_database_url)))
+    embedder = make_embedder(settings.embedding)
+    catalog = IndexCatalog(
+        settings,
+        Store(make_engine(settings.resolved_database_url)),
+        embedder=(embedder.name, embedder.dimension),
+    )
     reranker = make_reranker(settings.rerank)
     searcher = Searcher(
-        embedder=make_embedder(settings.embedding),
+        embedder=embedder,
         sparse=Bm25Encoder(),
         indexes=catalog,
         reranker=reranker,

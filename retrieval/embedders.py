@@ -30,9 +30,9 @@ from retrieval.onnx_export import (
     BUNDLED_ALIASES,
     BUNDLED_MODEL,
     MANIFEST_FILE,
-    MODEL_FILE,
     ensure_onnx_model,
     mean_pool,
+    model_file,
     resolve_model_dir,
 )
 
@@ -92,6 +92,12 @@ class SpanEmbedder(Protocol):
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:
     """Build the configured embedder (loads the model or the HTTP client once)."""
+    if settings.precision != "fp32" and settings.backend != "onnx":
+        raise ConfigurationError(
+            f"embedding.precision={settings.precision} needs embedding.backend=onnx "
+            f"(not {settings.backend})",
+            param="embedding.precision",
+        )
     if settings.backend == "openai":
         return OpenAIEmbedder.from_settings(settings)
     common: dict[str, Any] = {
@@ -103,7 +109,7 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
     if settings.backend == "sentence-transformers":
         embedder = SentenceTransformerEmbedder.load(settings.model, **common)
     else:
-        embedder = OnnxEmbedder.load(settings.model, **common)
+        embedder = OnnxEmbedder.load(settings.model, precision=settings.precision, **common)
     if settings.dimensions not in (None, embedder.dimension):
         raise ConfigurationError(
             f"embedding.dimensions={settings.dimensions} but {settings.model} produces "
@@ -280,23 +286,32 @@ class OnnxEmbedder(_LocalEmbedder):
         max_seq_length: int = MAX_SEQ_LENGTH,
         threads: int | None = None,
         export_dir: Path | None = None,
+        precision: str = "fp32",
     ) -> OnnxEmbedder:
-        """Open the exported model (exporting it first if the install step did not)."""
+        """Open the exported model (exporting it first if the install step did not); precision
+        int8 opens its quantised copy, under a name of its own (`<model>-int8`)."""
         import onnxruntime as ort
 
-        directory = ensure_onnx_model(resolve_model_dir(model), export_dir=export_dir)
+        directory = ensure_onnx_model(
+            resolve_model_dir(model), export_dir=export_dir, precision=precision
+        )
         manifest = json.loads((directory / MANIFEST_FILE).read_text())
+        path = directory / model_file(precision)
         try:
             session = ort.InferenceSession(
-                str(directory / MODEL_FILE),
+                str(path),
                 sess_options=_session_options(threads),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
-            raise EmbeddingModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from exc
+            raise EmbeddingModelError(f"cannot load {path}: {exc}") from exc
         tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length=max_seq_length)
+        name = _local_name(model) + ("-int8" if precision == "int8" else "")
         return cls(
-            session, tokenizer, name=_local_name(model), dimension=int(manifest["hidden_size"]),
+            session,
+            tokenizer,
+            name=name,
+            dimension=int(manifest["hidden_size"]),
             batch_size=batch_size,
         )
 
@@ -499,7 +514,9 @@ class OpenAIEmbedder(_TextEmbedder):
             max_retries=settings.max_retries,
         )
         return cls(
-            client, model=settings.model, dimensions=settings.dimensions,
+            client,
+            model=settings.model,
+            dimensions=settings.dimensions,
             batch_size=settings.batch_size,
         )
 

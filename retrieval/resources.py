@@ -30,9 +30,10 @@ class WorkerResources:
 def open_worker_resources(settings: Settings) -> Iterator[WorkerResources]:
     """Store, embedder and index catalog for a worker process; closed when done."""
     store = Store(make_engine(settings.resolved_database_url))
-    catalog = IndexCatalog(settings, store)
+    embedder = make_embedder(settings.embedding)
+    catalog = IndexCatalog(settings, store, embedder=(embedder.name, embedder.dimension))
     try:
-        yield WorkerResources(settings, store, make_embedder(settings.embedding), catalog)
+        yield WorkerResources(settings, store, embedder, catalog)
     finally:
         catalog.close()
         store.engine.dispose()
