@@ -44,14 +44,14 @@ async def open_services(
     when jobs.consumer_threads says so."""
     store = Store(make_engine(settings.resolved_database_url))
     embedder = make_embedder(settings.embedding)
-    catalog = IndexCatalog(settings, store, embedder=(embedder.name, embedder.dimension))
+    catalog = IndexCatalog(settings, store)
     reranker = make_reranker(settings.rerank)
     if reranker is None:
         logger.info("no reranker: query types semantic and vector_semantic_hybrid run as hybrid")
     searcher = Searcher(
         embedder=embedder,
         sparse=Bm25Encoder(),
-        indexes=catalog,
+        indexes=catalog.querying(embedder.name, embedder.dimension),
         reranker=reranker,
         rerank_candidates=settings.rerank.candidates,
         retrieval=settings.retrieval,

@@ -45,6 +45,7 @@ from ingest.readers import ReaderSource, ingest_reader
 from ingest.service import parse_source
 from ingest.sources import discover_files
 from ingest.web import crawl
+from retrieval.catalog import refuse_other_embedder
 from retrieval.corpus_bm25 import Bm25Parameters, CorpusBm25
 from retrieval.resources import WorkerResources
 
@@ -98,6 +99,7 @@ def _pipeline(resources: WorkerResources, index_name: str) -> IngestPipeline:
     record = resources.store.get_index(index_name)
     index = resources.catalog(index_name)
     assert record is not None  # catalog() raised IndexNotFoundError otherwise
+    refuse_other_embedder(record, resources.embedder.name, resources.embedder.dimension)
     return IngestPipeline(
         index_name=index_name,
         store=resources.store,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from core.db import IndexRecord, Store
 from core.errors import EmbeddingModelMismatchError, IndexNotFoundError
@@ -11,19 +12,13 @@ from retrieval.index import VectorIndex, open_index
 
 
 class IndexCatalog:
-    """Name -> open VectorIndex, opened lazily and kept open until `close()`.
+    """Name -> open VectorIndex, opened lazily and kept open until `close()`."""
 
-    Given the process's embedder name and dimension, it refuses to open an index another
-    embedding model (or precision) built: its queries would be embedded in another space.
-    """
-
-    def __init__(
-        self, settings: Settings, store: Store, *, embedder: tuple[str, int] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self._settings = settings
         self._store = store
-        self._embedder = embedder
         self._open: dict[str, VectorIndex] = {}
+        self._records: dict[str, IndexRecord] = {}
         self._lock = threading.Lock()
 
     def __call__(self, name: str) -> VectorIndex:
@@ -34,11 +29,22 @@ class IndexCatalog:
             record = self._store.get_index(name)
             if record is None:
                 raise IndexNotFoundError.named(name)
-            if self._embedder is not None:
-                refuse_other_embedder(record, *self._embedder)
             index = open_index(self._settings, name, dimension=record.dimension)
             self._open[name] = index
+            self._records[name] = record
             return index
+
+    def querying(self, embedder: str, dimension: int) -> Callable[[str], VectorIndex]:
+        """The IndexProvider for searches whose queries this embedder encodes: it refuses an
+        index another embedding model (or precision) built, whose vectors live in another
+        space. Managing such an index (listing, deleting) still goes through the catalog."""
+
+        def provider(name: str) -> VectorIndex:
+            index = self(name)
+            refuse_other_embedder(self._records[name], embedder, dimension)
+            return index
+
+        return provider
 
     def names(self) -> list[str]:
         return [r.name for r in self._store.list_indexes()]
@@ -47,12 +53,14 @@ class IndexCatalog:
         """Close an index (e.g. before it is dropped or written by another process)."""
         with self._lock:
             index = self._open.pop(name, None)
+            self._records.pop(name, None)
         if index is not None:
             index.close()
 
     def close(self) -> None:
         with self._lock:
             indexes, self._open = list(self._open.values()), {}
+            self._records = {}
         for index in indexes:
             index.close()
 

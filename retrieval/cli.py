@@ -74,16 +74,12 @@ def search(
         _print_rows(_search_remote(url, client_api_key(settings, api_key), body), as_json=as_json)
         return
     embedder = make_embedder(settings.embedding)
-    catalog = IndexCatalog(
-        settings,
-        Store(make_engine(settings.resolved_database_url)),
-        embedder=(embedder.name, embedder.dimension),
-    )
+    catalog = IndexCatalog(settings, Store(make_engine(settings.resolved_database_url)))
     reranker = make_reranker(settings.rerank)
     searcher = Searcher(
         embedder=embedder,
         sparse=Bm25Encoder(),
-        indexes=catalog,
+        indexes=catalog.querying(embedder.name, embedder.dimension),
         reranker=reranker,
         rerank_candidates=settings.rerank.candidates,
         retrieval=settings.retrieval,

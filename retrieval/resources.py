@@ -30,10 +30,9 @@ class WorkerResources:
 def open_worker_resources(settings: Settings) -> Iterator[WorkerResources]:
     """Store, embedder and index catalog for a worker process; closed when done."""
     store = Store(make_engine(settings.resolved_database_url))
-    embedder = make_embedder(settings.embedding)
-    catalog = IndexCatalog(settings, store, embedder=(embedder.name, embedder.dimension))
+    catalog = IndexCatalog(settings, store)
     try:
-        yield WorkerResources(settings, store, embedder, catalog)
+        yield WorkerResources(settings, store, make_embedder(settings.embedding), catalog)
     finally:
         catalog.close()
         store.engine.dispose()

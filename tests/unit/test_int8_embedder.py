@@ -117,9 +117,10 @@ def test_an_index_built_at_one_precision_refuses_the_other(
     assert "'all-MiniLM-L6-v2-int8'" in refused.value.message
     assert refused.value.status_code == 409
     # querying it with int8 (the catalog a server or `ondata search` opens indexes through)
-    catalog = IndexCatalog(settings, store, embedder=(int8.name, int8.dimension))
+    catalog = IndexCatalog(settings, store)
     with pytest.raises(EmbeddingModelMismatchError, match="'all-MiniLM-L6-v2'"):
-        catalog("papers")
+        catalog.querying(int8.name, int8.dimension)("papers")
+    assert catalog.querying(fp32.name, fp32.dimension)("papers") is catalog("papers")
     catalog.close()
     # and an int8 index refuses fp32 the same way
     ensure_index_record(store, settings, "papers-int8", embedder=int8)
