@@ -326,12 +326,25 @@ def _reached_limit(peak_before: int) -> bool:
     return soft != resource.RLIM_INFINITY and peak > peak_before and peak >= 0.6 * soft
 
 
+def _reset_peak_rss() -> None:
+    """Start this job's peak at the current resident size (Linux: writing 5 to clear_refs
+    resets VmHWM), so a peak an earlier job reached does not hide this job's."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
 def _peak_rss() -> int:
+    """The process's peak resident bytes since the last reset (VmHWM), else its lifetime peak."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def _outcome(func: Callable[[Any], Any], arg: Any) -> bytes:
     """The pickled ("ok", result) or ("error", exception) of one job."""
+    _reset_peak_rss()
     peak_before = _peak_rss()
     try:
         result: tuple[str, Any] = ("ok", func(arg))
