@@ -213,6 +213,7 @@ def _settings_info(settings: Settings) -> dict[str, Any]:
     return {
         "embedding_model": settings.embedding.model,
         "embedding_backend": settings.embedding.backend,
+        "embedding_precision": settings.embedding.precision,
         "chunk_size": settings.chunking.chunk_size,
         "chunk_overlap": settings.chunking.chunk_overlap,
         "rerank_backend": settings.rerank.backend,
