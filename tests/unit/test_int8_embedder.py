@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from core.db import Store, make_engine
 from core.errors import ConfigurationError, EmbeddingModelMismatchError
 from core.settings import EmbeddingSettings, Settings
+from ingest import jobs
 from ingest.pipeline import ensure_index_record
 from retrieval.catalog import IndexCatalog
 from retrieval.embedders import OnnxEmbedder, make_embedder
@@ -28,6 +29,7 @@ from retrieval.onnx_export import (
     ensure_onnx_model,
     is_valid_export,
 )
+from retrieval.resources import WorkerResources
 
 SENTENCES = [
     "Employees accrue twenty-five days of paid vacation per calendar year.",
@@ -121,6 +123,9 @@ def test_an_index_built_at_one_precision_refuses_the_other(
     with pytest.raises(EmbeddingModelMismatchError, match="'all-MiniLM-L6-v2'"):
         catalog.querying(int8.name, int8.dimension)("papers")
     assert catalog.querying(fp32.name, fp32.dimension)("papers") is catalog("papers")
+    # an ingestion job run by an int8 worker
+    with pytest.raises(EmbeddingModelMismatchError):
+        jobs._pipeline(WorkerResources(settings, store, int8, catalog), "papers")
     catalog.close()
     # and an int8 index refuses fp32 the same way
     ensure_index_record(store, settings, "papers-int8", embedder=int8)
