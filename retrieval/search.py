@@ -348,8 +348,14 @@ class Searcher:
         dense = self._embedder.embed_query(query) if mode != "keyword" else None
         sparse = self._sparse.encode_query(query) if mode != "vector" else None
         request = IndexQuery(
-            mode=mode, limit=limit, dense=dense, sparse=sparse, filter=filter,
-            fusion=self._fusion, rrf_k=self._rrf_k, prefetch_limit=self._prefetch_limit,
+            mode=mode,
+            limit=limit,
+            dense=dense,
+            sparse=sparse,
+            filter=filter,
+            fusion=self._fusion,
+            rrf_k=self._rrf_k,
+            prefetch_limit=self._prefetch_limit,
         )
         return index.query(request)
 
