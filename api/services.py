@@ -14,10 +14,8 @@ from retrieval.answer import AnswerService
 from retrieval.catalog import IndexCatalog
 from retrieval.chat import make_chat_model
 from retrieval.embedders import Embedder, make_embedder
-from retrieval.rerank import make_reranker
 from retrieval.resources import WorkerResources
 from retrieval.search import Searcher
-from retrieval.sparse import Bm25Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +43,9 @@ async def open_services(
     store = Store(make_engine(settings.resolved_database_url))
     embedder = make_embedder(settings.embedding)
     catalog = IndexCatalog(settings, store)
-    reranker = make_reranker(settings.rerank)
-    if reranker is None:
+    searcher = Searcher.from_settings(settings, embedder=embedder, catalog=catalog)
+    if searcher.reranker is None:
         logger.info("no reranker: query types semantic and vector_semantic_hybrid run as hybrid")
-    searcher = Searcher(
-        embedder=embedder,
-        sparse=Bm25Encoder(),
-        indexes=catalog.querying(embedder.name, embedder.dimension),
-        reranker=reranker,
-        rerank_candidates=settings.rerank.candidates,
-        retrieval=settings.retrieval,
-    )
     model = make_chat_model(settings.chat, embedder=embedder)
     answers = AnswerService(searcher=searcher, model=model, chat_settings=settings.chat)
     queue = JobQueue(settings, store)
@@ -67,8 +57,8 @@ async def open_services(
         if consumer is not None:
             consumer.stop()
         await answers.aclose()
-        if reranker is not None:
-            await reranker.aclose()
+        if searcher.reranker is not None:
+            await searcher.reranker.aclose()
         catalog.close()
         store.engine.dispose()
 

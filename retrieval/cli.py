@@ -16,7 +16,6 @@ from core.settings import load_settings
 from retrieval.catalog import IndexCatalog
 from retrieval.embedders import make_embedder
 from retrieval.index import SearchMode
-from retrieval.rerank import make_reranker
 from retrieval.search import (
     DEFAULT_STRICTNESS,
     DEFAULT_TOP_N,
@@ -25,7 +24,6 @@ from retrieval.search import (
     SearchRequest,
     SearchResult,
 )
-from retrieval.sparse import Bm25Encoder
 
 CLI_MODES: dict[str, tuple[SearchMode, bool]] = {
     "vector": ("vector", False),
@@ -75,15 +73,7 @@ def search(
         return
     embedder = make_embedder(settings.embedding)
     catalog = IndexCatalog(settings, Store(make_engine(settings.resolved_database_url)))
-    reranker = make_reranker(settings.rerank)
-    searcher = Searcher(
-        embedder=embedder,
-        sparse=Bm25Encoder(),
-        indexes=catalog.querying(embedder.name, embedder.dimension),
-        reranker=reranker,
-        rerank_candidates=settings.rerank.candidates,
-        retrieval=settings.retrieval,
-    )
+    searcher = Searcher.from_settings(settings, embedder=embedder, catalog=catalog)
     request_mode, rerank = CLI_MODES[mode]
     try:
         result = asyncio.run(

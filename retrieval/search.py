@@ -61,10 +61,12 @@ from core.access import meet
 from core.errors import ConfigurationError, InvalidRequestError
 from core.metrics import embedding_timer, phase
 from core.models import ScoredChunk, SparseVector
-from core.settings import RetrievalSettings
+from core.settings import RetrievalSettings, Settings
+from retrieval.catalog import IndexCatalog
 from retrieval.embedders import Embedder, Vectors
 from retrieval.index import FusionMethod, IndexQuery, MetadataFilter, SearchMode, VectorIndex
-from retrieval.rerank import Reranker
+from retrieval.rerank import Reranker, make_reranker
+from retrieval.sparse import Bm25Encoder
 
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
@@ -183,6 +185,22 @@ class Searcher:
         self._overfetch = overfetch
         self._query_vectors: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, embedder: Embedder, catalog: IndexCatalog
+    ) -> Searcher:
+        """The one way the server and the CLI build a searcher: BM25 queries, the catalog's
+        indexes for this embedder, the configured reranker and the `retrieval` section."""
+        rerank = settings.rerank
+        return cls(
+            embedder=embedder,
+            sparse=Bm25Encoder(),
+            indexes=catalog.querying(embedder.name, embedder.dimension),
+            reranker=make_reranker(rerank),
+            rerank_candidates=rerank.candidates,
+            retrieval=settings.retrieval,
+        )
 
     def embed_query(self, text: str) -> Vectors:
         """The query's dense vector, remembered for the next few hundred queries (blocking).
