@@ -48,7 +48,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import SecretStr
 
 from core.settings import ChatSettings
-from tests.fakes.threaded import ThreadedServer
+from tests.fakes.threaded import LoopbackFake
 
 Endpoint = Literal["chat", "embeddings", "models"]
 
@@ -199,8 +199,10 @@ class _State:
 # --- the server --------------------------------------------------------------------------------
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackFake):
     """An OpenAI-compatible server on 127.0.0.1:<free port>; use as a context manager."""
+
+    _name = "fake-openai"
 
     def __init__(
         self,
@@ -216,26 +218,11 @@ class FakeOpenAIServer:
         # Real servers sort by index; set True to check that clients do not rely on it.
         self.reverse_embedding_order = False
         self._state = _State()
-        self._server: ThreadedServer | None = None
-        self._port = 0
 
     # lifecycle
 
-    def start(self) -> FakeOpenAIServer:
-        self._server = ThreadedServer(build_app(self), name="fake-openai")
-        self._port = self._server.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        self._server = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _app(self) -> FastAPI:
+        return build_app(self)
 
     # addresses
 

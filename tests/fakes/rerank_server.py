@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 
 from core.settings import RerankSettings
 from tests.fakes.openai_server import RecordedRequest, Script, _State, error_response
-from tests.fakes.threaded import ThreadedServer
+from tests.fakes.threaded import LoopbackFake
 
 RERANK_MODEL = "fake-reranker"
 _WORD = re.compile(r"\w+")
@@ -38,29 +38,16 @@ def overlap_score(query: str, document: str) -> float:
     return len(words & set(_WORD.findall(document.lower()))) / len(words)
 
 
-class FakeRerankServer:
+class FakeRerankServer(LoopbackFake):
     """A rerank endpoint on 127.0.0.1:<free port>; use as a context manager."""
+
+    _name = "fake-rerank"
 
     def __init__(self) -> None:
         self._state = _State()
-        self._server: ThreadedServer | None = None
-        self._port = 0
 
-    def start(self) -> FakeRerankServer:
-        self._server = ThreadedServer(_build_app(self), name="fake-rerank")
-        self._port = self._server.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        self._server = None
-
-    def __enter__(self) -> FakeRerankServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _app(self) -> FastAPI:
+        return _build_app(self)
 
     @property
     def base_url(self) -> str:

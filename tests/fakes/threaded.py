@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Self
 
 import uvicorn
 from fastapi import FastAPI
@@ -38,3 +39,31 @@ class ThreadedServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class LoopbackFake:
+    """start/stop and the context manager of a stand-in served by a ThreadedServer: a subclass
+    names its thread and builds its app."""
+
+    _name = "fake"
+    _server: ThreadedServer | None = None
+    _port = 0
+
+    def _app(self) -> FastAPI:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._server = ThreadedServer(self._app(), name=self._name)
+        self._port = self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

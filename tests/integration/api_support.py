@@ -7,10 +7,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -83,3 +85,22 @@ def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start within 120 s")
         time.sleep(0.02)
+
+
+def wait_job(
+    http: httpx.Client,
+    job_id: str,
+    *,
+    timeout_s: float = 240,
+    until: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Poll an ingestion job until it has finished (or `until(job)` holds); fail after
+    timeout_s with the job's last state."""
+    deadline = time.monotonic() + timeout_s
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = dict(http.get(f"/v1/ingestion/jobs/{job_id}").json())
+        if until(job) if until else job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")

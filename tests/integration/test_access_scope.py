@@ -11,7 +11,6 @@ A's (secret, file name, doc id, job id, message id), and A's data must survive t
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from api.app import create_app
 from core.db import make_engine
 from core.keys import KeyStore
 from core.settings import ApiSettings, JobsSettings, Settings
-from tests.integration.api_support import serve_in_thread
+from tests.integration.api_support import serve_in_thread, wait_job
 
 INDEX = "tenant"
 OTHER = "other"
@@ -76,16 +75,6 @@ def _keys(settings: Settings) -> dict[str, str]:
     }
     engine.dispose()
     return keys
-
-
-def wait_job(http: httpx.Client, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = http.get(f"/v1/ingestion/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def upload(http: httpx.Client, name: str, data: bytes, **form: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from core import jobs
 from core.db import Store, make_engine
 from core.job_specs import SourcesSpec
 from core.settings import IngestSettings, JobsSettings, Settings
-from tests.integration.api_support import serve_in_thread
+from tests.integration.api_support import serve_in_thread, wait_job
 
 KB = 1024
 HOTELS = b"# Travel\n\nEmployees may book hotels up to 180 euros per night in capitals.\n"
@@ -74,18 +73,6 @@ def _index(http: httpx.Client, name: str, **body: Any) -> dict[str, Any]:
     response = http.post("/v1/indexes", json={"name": name, **body})
     assert response.status_code == 201, response.text
     return dict(response.json())
-
-
-def _wait(http: httpx.Client, job_id: str, *, until: Any = None) -> dict[str, Any]:
-    """Poll the job until it is finished (or `until(job)` holds)."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        job = http.get(f"/v1/ingestion/jobs/{job_id}").json()
-        done = until(job) if until else job["status"] not in ("queued", "running")
-        if done:
-            return dict(job)
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def _upload(
@@ -188,7 +175,7 @@ def test_upload_ingests_files_and_reports_each_failure(
     assert accepted.status_code == 202, accepted.text
     body = accepted.json()
     assert [d["filename"] for d in body["documents"]] == ["hotels.md", "cafe.txt", "bomb.docx"]
-    job = _wait(http, body["job_id"])
+    job = wait_job(http, body["job_id"])
     assert job["status"] == "partially_succeeded"
     assert {k: job["progress"][k] for k in ("total", "indexed", "failed")} == {
         "total": 3,
@@ -254,7 +241,7 @@ def test_upload_sanitises_malicious_names(http: httpx.Client, settings: Settings
         "win.txt",
         "a_b_c.md",
     ]
-    _wait(http, accepted.json()["job_id"])
+    wait_job(http, accepted.json()["job_id"])
     stored = _stored_files(settings, "names")
     uploads = (settings.data_dir / "uploads" / "names").resolve()
     assert sorted(p.name for p in stored) == ["a_b_c.md", "evil.md", "win.txt"]
@@ -269,7 +256,7 @@ def test_concurrent_uploads_of_the_same_file_make_one_document(
     with ThreadPoolExecutor(max_workers=5) as pool:
         responses = list(pool.map(lambda _: _upload(http, "same", [("same.md", HOTELS)]), range(5)))
     assert [r.status_code for r in responses] == [202] * 5
-    finished = [_wait(http, r.json()["job_id"]) for r in responses]
+    finished = [wait_job(http, r.json()["job_id"]) for r in responses]
     assert [j["status"] for j in finished] == ["succeeded"] * 5
     assert sum(j["progress"]["indexed"] for j in finished) == 1
     assert sum(j["progress"]["unchanged"] for j in finished) == 4
@@ -283,9 +270,9 @@ def test_concurrent_uploads_of_the_same_file_make_one_document(
 def test_reupload_replaces_the_document_without_leftover_chunks(http: httpx.Client) -> None:
     _index(http, "replace", chunk_size=32, chunk_overlap=0)
     long_text = b" ".join(b"Sentence number %d about travel rules." % n for n in range(40))
-    _wait(http, _upload(http, "replace", [("doc.txt", long_text)]).json()["job_id"])
+    wait_job(http, _upload(http, "replace", [("doc.txt", long_text)]).json()["job_id"])
     before = http.get("/v1/indexes/replace").json()["vector_count"]
-    _wait(http, _upload(http, "replace", [("doc.txt", CAFE)]).json()["job_id"])
+    wait_job(http, _upload(http, "replace", [("doc.txt", CAFE)]).json()["job_id"])
     index = http.get("/v1/indexes/replace").json()
     assert before > index["vector_count"] == index["chunk_count"] == 1
 
@@ -293,7 +280,7 @@ def test_reupload_replaces_the_document_without_leftover_chunks(http: httpx.Clie
 def test_delete_document_removes_chunks_and_file(http: httpx.Client, settings: Settings) -> None:
     _index(http, "del")
     accepted = _upload(http, "del", [("hotels.md", HOTELS), ("cafe.txt", CAFE)]).json()
-    _wait(http, accepted["job_id"])
+    wait_job(http, accepted["job_id"])
     doc_id = accepted["documents"][0]["doc_id"]
     assert http.get(f"/v1/indexes/del/documents/{doc_id}").json()["status"] == "indexed"
     deleted = http.delete(f"/v1/indexes/del/documents/{doc_id}").json()
@@ -309,7 +296,7 @@ def test_delete_document_removes_chunks_and_file(http: httpx.Client, settings: S
 def test_document_content_serves_the_original_upload(http: httpx.Client) -> None:
     _index(http, "originals")
     accepted = _upload(http, "originals", [("hotels.md", HOTELS)]).json()
-    _wait(http, accepted["job_id"])
+    wait_job(http, accepted["job_id"])
     doc_id = accepted["documents"][0]["doc_id"]
     original = http.get(f"/v1/indexes/originals/documents/{doc_id}/content")
     assert original.status_code == 200
@@ -338,13 +325,13 @@ def test_folder_job_syncs_new_changed_and_removed_files(http: httpx.Client, root
     (folder / "gone.md").write_bytes(BADGES)
     (folder / "tool.exe").write_bytes(b"MZ")  # not a document type: skipped
     _index(http, "folder")
-    first = _wait(http, _folder_job(http, "folder", "policies", acl_groups=["hr"])["id"])
+    first = wait_job(http, _folder_job(http, "folder", "policies", acl_groups=["hr"])["id"])
     assert first["status"] == "succeeded", first
     assert first["progress"]["indexed"] == 3
     (folder / "gone.md").unlink()
     (folder / "hotels.md").write_bytes(HOTELS + b"\nTrains: first class after four hours.\n")
     (folder / "new.md").write_bytes(BADGES)
-    second = _wait(http, _folder_job(http, "folder", str(folder))["id"])
+    second = wait_job(http, _folder_job(http, "folder", str(folder))["id"])
     counts = {k: second["progress"][k] for k in ("indexed", "unchanged", "deleted", "failed")}
     assert counts == {"indexed": 2, "unchanged": 1, "deleted": 1, "failed": 0}
     docs = _docs(http, "folder")
@@ -368,11 +355,11 @@ def test_refresh_interval_reruns_the_job_until_cancelled(http: httpx.Client, roo
     (folder / "a.md").write_bytes(HOTELS)
     _index(http, "refresh")
     job = _folder_job(http, "refresh", "refresh", refresh_interval_s=1)
-    second = _wait(http, job["id"], until=lambda j: j["run"] >= 2 and j["status"] == "succeeded")
+    second = wait_job(http, job["id"], until=lambda j: j["run"] >= 2 and j["status"] == "succeeded")
     assert second["progress"]["unchanged"] == 1
     cancelled = http.post(f"/v1/ingestion/jobs/{job['id']}/cancel").json()
     assert cancelled["next_run_at"] is None
-    final = _wait(http, job["id"])
+    final = wait_job(http, job["id"])
     assert final["status"] == "cancelled"
     assert http.delete(f"/v1/ingestion/jobs/{job['id']}").json()["status"] == "cancelled"
 
@@ -434,7 +421,7 @@ def site() -> Iterator[str]:
 def test_url_job_crawls_one_level_and_syncs(http: httpx.Client, site: str) -> None:
     _index(http, "web")
     body = {"index_name": "web", "sources": [{"type": "url", "url": f"{site}/", "crawl_depth": 1}]}
-    first = _wait(http, http.post("/v1/ingestion/jobs", json=body).json()["id"])
+    first = wait_job(http, http.post("/v1/ingestion/jobs", json=body).json()["id"])
     assert first["status"] == "partially_succeeded", first
     assert first["progress"]["indexed"] == 3  # the page, hotels.html, cafe.txt
     (error,) = first["errors"]
@@ -443,7 +430,7 @@ def test_url_job_crawls_one_level_and_syncs(http: httpx.Client, site: str) -> No
     urls = {d["source"] for d in http.get("/v1/indexes/web/documents").json()["data"]}
     assert {f"{site}/", f"{site}/hotels.html", f"{site}/cafe.txt"} <= urls
     del _Site.pages["/hotels.html"]  # now 404: its document goes
-    second = _wait(http, http.post("/v1/ingestion/jobs", json=body).json()["id"])
+    second = wait_job(http, http.post("/v1/ingestion/jobs", json=body).json()["id"])
     assert second["progress"]["deleted"] == 1
     assert second["progress"]["unchanged"] == 2
     urls = {d["source"] for d in http.get("/v1/indexes/web/documents").json()["data"]}
@@ -506,7 +493,7 @@ def test_url_job_redirects_into_internal_addresses_fail_per_source(
     sources = [{"type": "url", "url": f"{site}{path}"} for path in _Site.redirects]
     job = http.post("/v1/ingestion/jobs", json={"index_name": "hops", "sources": sources})
     assert job.status_code == 202, job.text
-    done = _wait(http, job.json()["id"])
+    done = wait_job(http, job.json()["id"])
     assert done["status"] == "partially_succeeded", done
     assert done["progress"]["indexed"] == 1  # /moved, followed to /cafe.txt on the same site
     errors = {e["source"]: e["error"] for e in done["errors"]}
@@ -523,7 +510,7 @@ def test_jobs_cancel_queued_and_refuse_finished(http: httpx.Client, store: Store
     queued = jobs.create_job(store, index_name="cancel", spec=SourcesSpec())
     cancelled = http.post(f"/v1/ingestion/jobs/{queued.id}/cancel")
     assert cancelled.json()["status"] == "cancelled"
-    finished = _wait(http, _upload(http, "cancel", [("a.md", HOTELS)]).json()["job_id"])
+    finished = wait_job(http, _upload(http, "cancel", [("a.md", HOTELS)]).json()["job_id"])
     refused = http.post(f"/v1/ingestion/jobs/{finished['id']}/cancel")
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "job_not_cancellable"
@@ -536,7 +523,7 @@ def test_delete_index_removes_documents_jobs_and_files(
     http: httpx.Client, settings: Settings
 ) -> None:
     _index(http, "drop")
-    _wait(http, _upload(http, "drop", [("a.md", HOTELS)]).json()["job_id"])
+    wait_job(http, _upload(http, "drop", [("a.md", HOTELS)]).json()["job_id"])
     assert http.delete("/v1/indexes/drop").status_code == 200
     assert _stored_files(settings, "drop") == []
     assert not (settings.data_dir / "indexes" / "drop").exists()

@@ -3,10 +3,8 @@ CLI-ingested files by their path relative to the folder given (or their own name
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +13,7 @@ from api.app import create_app
 from api.ingestion import public_text
 from core.settings import Settings
 from ingest.sources import named_files
-from tests.integration.api_support import INDEX, build_index, serve_in_thread
+from tests.integration.api_support import INDEX, build_index, serve_in_thread, wait_job
 
 GOOD = b"# Travel\n\nHotels in capital cities cost up to 180 euros per night.\n"
 DAMAGED_PDF = b"%PDF-1.7\n this is not a PDF body at all \n%%EOF\n"
@@ -35,16 +33,6 @@ def http(settings: Settings) -> Iterator[httpx.Client]:
         yield c
 
 
-def _finished(http: httpx.Client, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = http.get(f"/v1/ingestion/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def _assert_no_server_path(response: httpx.Response, settings: Settings) -> None:
     assert response.status_code == 200, response.text
     for path in (settings.data_dir, settings.data_dir.resolve(), settings.data_dir.parent):
@@ -55,7 +43,7 @@ def test_upload_failures_name_the_uploaded_file(http: httpx.Client, settings: Se
     files = [("files", ("notes.md", GOOD)), ("files", ("scan.pdf", DAMAGED_PDF))]
     accepted = http.post(f"/v1/indexes/{INDEX}/documents", files=files)
     assert accepted.status_code == 202, accepted.text
-    job = _finished(http, accepted.json()["job_id"])
+    job = wait_job(http, accepted.json()["job_id"])
     assert job["status"] == "partially_succeeded", job
     (error,) = job["errors"]
     assert error["source"] == f"upload://{INDEX}/scan.pdf"

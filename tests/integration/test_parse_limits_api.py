@@ -4,7 +4,6 @@ The real app under uvicorn, its queue consumer, real parsers in memory-limited w
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from api.app import create_app
 from core.settings import IngestSettings, JobsSettings, Settings
-from tests.integration.api_support import serve_in_thread
+from tests.integration.api_support import serve_in_thread, wait_job
 from tests.support.bombs import forged_docx, forged_epub, memory_hog_docx
 
 MEMORY_MB = 1024  # a warm parser worker holds ~0.5 GB; the hog needs well over 1 GB
@@ -36,13 +35,7 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 
 
 def _wait(http: httpx.Client, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        job = http.get(f"/v1/ingestion/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return dict(job)
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
+    return wait_job(http, job_id, timeout_s=400)
 
 
 def test_bomb_and_memory_hog_fail_alone_and_the_batch_goes_on(http: httpx.Client) -> None:

@@ -3,7 +3,6 @@ allow-listed llama-index reader; admins only, never a reader outside jobs.reader
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from api.app import create_app
 from core.db import make_engine
 from core.keys import KeyStore
 from core.settings import JobsSettings, Settings
-from tests.integration.api_support import serve_in_thread
+from tests.integration.api_support import serve_in_thread, wait_job
 
 SIMPLE = "llama_index.core:SimpleDirectoryReader"
 
@@ -56,13 +55,8 @@ def _job(server: Server, folder: Path, *, headers: dict[str, str] | None = None)
 
 
 def _wait(server: Server, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/v1/ingestion/jobs/{job_id}", headers=server.admin).json()
-        if job["status"] not in ("queued", "running"):
-            return dict(job)
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+    with httpx.Client(base_url=server.url, headers=server.admin) as http:
+        return wait_job(http, job_id)
 
 
 def _counts(job: dict[str, Any]) -> dict[str, int]:
