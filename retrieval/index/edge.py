@@ -24,8 +24,10 @@ from retrieval.index.points import (
     check_request,
     chunk_payload,
     dense_list,
+    payload_fields,
     point_id,
     scored_chunk,
+    stored_keys,
 )
 from retrieval.index.types import (
     BOOL_TERMS,
@@ -316,13 +318,14 @@ class QdrantEdgeIndex:
             request = edge.ScrollRequest(
                 offset=offset,
                 limit=SCROLL_PAGE,
-                with_payload=edge.PayloadSelector.Include(list(keys)),
+                with_payload=edge.PayloadSelector.Include(stored_keys(keys)),
                 with_vector=False,
             )
             with backend_errors(self.backend, "scroll points"):
                 records, offset = self._live().scroll(request)
             for record in records:
-                yield str(record.id), dict(record.payload or {})
+                fields = payload_fields(dict(record.payload or {}))
+                yield str(record.id), {k: fields[k] for k in keys if k in fields}
             if offset is None:
                 return
 

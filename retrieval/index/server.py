@@ -21,8 +21,10 @@ from retrieval.index.points import (
     check_request,
     chunk_payload,
     dense_list,
+    payload_fields,
     point_id,
     scored_chunk,
+    stored_keys,
 )
 from retrieval.index.types import (
     BOOL_TERMS,
@@ -265,11 +267,12 @@ class QdrantServerIndex:
                     self.collection,
                     limit=SCROLL_PAGE,
                     offset=offset,
-                    with_payload=qm.PayloadSelectorInclude(include=list(keys)),
+                    with_payload=qm.PayloadSelectorInclude(include=stored_keys(keys)),
                     with_vectors=False,
                 )
             for record in records:
-                yield str(record.id), dict(record.payload or {})
+                fields = payload_fields(dict(record.payload or {}))
+                yield str(record.id), {k: fields[k] for k in keys if k in fields}
             if offset is None:
                 return
 

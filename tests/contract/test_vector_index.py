@@ -306,6 +306,20 @@ class TestVectorIndexContract:
             (hit,) = index.query(request)
             assert hit.chunk == chunk
 
+    def test_index_rebuilds_embed_text_stored_as_its_heading_only(self, fresh: VectorIndex) -> None:
+        headed = make_chunk("headed", "manual", "Wear gloves near the press")
+        headed = headed.model_copy(update={"embed_text": f"Manual > Safety\n{headed.content}"})
+        odd = make_chunk("odd", "manual", "Text the heading does not end with")
+        odd = odd.model_copy(update={"embed_text": "Another text altogether"})
+        fresh.upsert([indexed(headed, [0, 0, 0, 1]), indexed(odd, [0, 0, 1, 0])])
+        manual = MetadataFilter(equals={"doc_id": "manual"})
+        request = IndexQuery(mode="vector", limit=5, dense=vector([0, 0, 1, 1]), filter=manual)
+        assert sorted(hit.chunk.chunk_id for hit in fresh.query(request)) == ["headed", "odd"]
+        for hit in fresh.query(request):
+            assert hit.chunk == (headed if hit.chunk.chunk_id == "headed" else odd)
+        scanned = {p["embed_text"] for _, p in fresh.scan_payload(["embed_text"])}
+        assert {headed.embed_text, odd.embed_text} <= scanned
+
     @pytest.mark.parametrize("mode", ["vector", "hybrid", "keyword"])
     def test_index_dense_score_is_each_hits_cosine_in_every_mode(
         self, index: VectorIndex, mode: SearchMode
