@@ -52,6 +52,8 @@ from retrieval.resources import WorkerResources
 logger = logging.getLogger(__name__)
 
 ORIGIN_UPLOAD = "upload"
+SYNC_DELETE_PAGE = 500
+"""Documents a folder or site sync deletes per index write."""
 
 
 @dataclass
@@ -314,12 +316,19 @@ def _sync(run: JobRun, pipeline: IngestPipeline, plan: Plan, *, settings: Settin
     the job's submitter may not read."""
     scope = run.spec.scope
     for origin, present in plan.complete.items():
-        for record in pipeline.store.documents_with_origin(run.index_name, origin):
-            if record.doc_id in present or record.doc_id in plan.keep:
-                continue
-            if not scope.can_read(record.acl_groups):
-                continue
-            pipeline.delete_document(record.doc_id)
-            run.add_items([(record.doc_id, record.source)])
-            run.record(record.doc_id, source=record.source, status=jobs.ITEM_DELETED)
-            logger.info("sync removed doc_id=%s (source gone) origin=%s", record.doc_id, origin)
+        gone = [
+            record
+            for record in pipeline.store.documents_with_origin(run.index_name, origin)
+            if record.doc_id not in present
+            and record.doc_id not in plan.keep
+            and scope.can_read(record.acl_groups)
+        ]
+        # one index write per page of documents: a folder emptied of 10k files is one flush
+        # per SYNC_DELETE_PAGE, not one per file
+        for start in range(0, len(gone), SYNC_DELETE_PAGE):
+            page = gone[start : start + SYNC_DELETE_PAGE]
+            pipeline.delete_documents([record.doc_id for record in page])
+            run.add_items([(record.doc_id, record.source) for record in page])
+            for record in page:
+                run.record(record.doc_id, source=record.source, status=jobs.ITEM_DELETED)
+            logger.info("sync removed documents=%d (source gone) origin=%s", len(page), origin)

@@ -147,6 +147,14 @@ class IngestPipeline:
         logger.info("deleted doc_id=%s chunks=%d", doc_id, removed)
         return removed
 
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Remove several registered documents' chunks in one index write, then their entries."""
+        removed = self.index.delete_documents(doc_ids)
+        for doc_id in doc_ids:
+            self.store.delete_document(self.index_name, doc_id)
+        logger.info("deleted documents=%d chunks=%d", len(doc_ids), removed)
+        return removed
+
     # -- internals -------------------------------------------------------------------------
 
     def _maintain(self, report: IngestReport) -> None:

@@ -18,6 +18,7 @@ from core.errors import ConfigurationError, IndexBackendError, IndexLockedError
 from core.models import ScoredChunk, SparseVector
 from retrieval.index.filters import bool_term, payload_key
 from retrieval.index.points import (
+    DELETE_PAGE,
     SCROLL_PAGE,
     backend_errors,
     check_dimensions,
@@ -245,6 +246,24 @@ class QdrantEdgeIndex:
                 self._shard.flush()
         logger.debug("deleted %d points doc_id=%s from %s", len(ids), doc_id, self.path)
         return len(ids)
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Remove the documents' chunks by filter, DELETE_PAGE ids per operation, one flush."""
+        wanted = list(dict.fromkeys(doc_ids))
+        if not wanted:
+            return 0
+        removed = 0
+        with self._write_lock, backend_errors(self.backend, "delete points"):
+            for start in range(0, len(wanted), DELETE_PAGE):
+                page = wanted[start : start + DELETE_PAGE]
+                flt = edge.Filter(
+                    must=[edge.FieldCondition(key="doc_id", match=edge.MatchAny(page))]
+                )
+                removed += self._live().count(edge.CountRequest(exact=True, filter=flt))
+                self._live().update(edge.UpdateOperation.delete_points_by_filter(flt))
+            self._shard.flush()
+        logger.debug("deleted %d points of %d documents from %s", removed, len(wanted), self.path)
+        return removed
 
     def _point_ids(self, flt: edge.Filter | None) -> list[Any]:
         ids: list[Any] = []

@@ -23,6 +23,8 @@ from retrieval.index.types import (
 )
 
 SCROLL_PAGE = 1024
+DELETE_PAGE = 256
+"""Document ids per delete-by-filter operation in `delete_documents`."""
 EMBED_PREFIX = "_embed_prefix"
 """Payload key of what `embed_text` holds before `content` (the heading line)."""
 _INTERNAL = (BOOL_TERMS, SENTENCE_VECTORS)

@@ -15,6 +15,7 @@ from core.errors import ConfigurationError
 from core.models import ScoredChunk, SparseVector
 from retrieval.index.filters import bool_term, payload_key
 from retrieval.index.points import (
+    DELETE_PAGE,
     SCROLL_PAGE,
     backend_errors,
     check_dimensions,
@@ -207,6 +208,22 @@ class QdrantServerIndex:
                 self._client.delete(self.collection, points_selector=selector, wait=True)
         logger.debug("deleted %d points doc_id=%s from %s", len(ids), doc_id, self.collection)
         return len(ids)
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Remove the documents' chunks by filter, DELETE_PAGE ids per request."""
+        wanted = list(dict.fromkeys(doc_ids))
+        removed = 0
+        with backend_errors(self.backend, "delete points"):
+            for start in range(0, len(wanted), DELETE_PAGE):
+                match = qm.MatchAny(any=wanted[start : start + DELETE_PAGE])
+                flt = qm.Filter(must=[qm.FieldCondition(key="doc_id", match=match)])
+                removed += self._client.count(self.collection, count_filter=flt, exact=True).count
+                selector = qm.FilterSelector(filter=flt)
+                self._client.delete(self.collection, points_selector=selector, wait=True)
+        logger.debug(
+            "deleted %d points of %d documents from %s", removed, len(wanted), self.collection
+        )
+        return removed
 
     def _point_ids(self, flt: qm.Filter | None) -> list[qm.ExtendedPointId]:
         ids: list[qm.ExtendedPointId] = []

@@ -289,6 +289,16 @@ class TestVectorIndexContract:
         assert index.delete(doc_id="missing") == 0
         assert index.count() == 2
 
+    def test_index_delete_documents_removes_all_their_chunks_at_once(
+        self, fresh: VectorIndex
+    ) -> None:
+        removed = fresh.delete_documents(["animals", "finance", "animals", "no-such-doc"])
+        assert removed == 3
+        assert fresh.count() == 1
+        assert fresh.count(doc_id="ocean") == 1
+        assert fresh.delete_documents([]) == 0
+        assert fresh.delete_documents(["animals"]) == 0
+
     def test_index_reupsert_replaces_without_duplicates(self, fresh: VectorIndex) -> None:
         index = fresh
         changed = CAT.model_copy(update={"content": "Cats nap all afternoon"})
