@@ -8,11 +8,12 @@ once, after a warm-up) of:
      - remote: RemoteReranker against the loopback fake rerank server of tests/fakes (so it
        measures the adapter's HTTP round trip and JSON, not a model: a real endpoint adds its
        own inference time),
-     - local tiny: LocalReranker on the 2-layer random cross-encoder the tests use;
+     - local tiny: LocalReranker on the 2-layer random cross-encoder the tests use, on torch
+       and on its ONNX Runtime export (rerank.runtime);
   3. each reranker's call alone on 50 candidates, and that of LocalReranker on a cross-encoder
      the size of cross-encoder/ms-marco-MiniLM-L6-v2 (the bundled all-MiniLM-L6-v2 encoder
-     under a random one-label head: the real model's compute, meaningless scores), on
-     --slow-queries queries only: a call takes seconds on a small CPU.
+     under a random one-label head: the real model's compute, meaningless scores), on torch
+     and on ONNX Runtime, on --slow-queries queries only.
 Larger rerankers cost more: bge-reranker-base has 12 layers of width 768 (about 8x the
 MiniLM-L6 compute per pair), so run it on a GPU endpoint (TEI, vLLM) rather than in-process.
 Usage: .venv/bin/python -m bench.rerank [--docs 600] [--queries 40] [--candidates 50]
@@ -53,6 +54,7 @@ DATASET = ROOT.parent / "shared" / "datasets" / "scifact"
 DATA_DIR = ROOT / "bench" / "results" / "rerank-data"
 INDEX = "scifact"
 WARMUP = 5
+RUNTIMES = ("torch", "onnx")  # the local adapter on either engine (rerank.runtime)
 
 
 def ensure_index(docs: int) -> dict[str, int]:
@@ -174,13 +176,20 @@ async def run(args: argparse.Namespace, models: Path) -> None:
         await measure(lambda: searcher(remote), asked, "remote (loopback fake)")
         await call_alone(remote, plain, asked, "remote (loopback fake)", args.candidates)
         await remote.aclose()
-    tiny = LocalReranker.load(save_tiny_cross_encoder(models / "tiny"))
-    await measure(lambda: searcher(tiny), asked, "local tiny (2x32)")
-    await call_alone(tiny, plain, asked, "local tiny (2x32)", args.candidates)
-    # a real-size model costs seconds per call on a small CPU: only its call, on a few queries
-    minilm = LocalReranker.load(save_minilm_cross_encoder(models / "minilm"))
+    tiny_dir = save_tiny_cross_encoder(models / "tiny")
+    for runtime in RUNTIMES:
+        tiny = LocalReranker.load(tiny_dir, runtime=runtime, export_dir=models / f"tiny-{runtime}")
+        label = f"local tiny (2x32), {runtime}"
+        await measure(lambda: searcher(tiny), asked, label)  # noqa: B023 (awaited here)
+        await call_alone(tiny, plain, asked, label, args.candidates)
+    # a real-size model costs much more per call on a small CPU: only its call, on a few queries
+    minilm_dir = save_minilm_cross_encoder(models / "minilm")
     few = asked[: args.slow_queries + 1]
-    await call_alone(minilm, plain, few, "local MiniLM-L6 size (6x384)", args.candidates)
+    for runtime in RUNTIMES:
+        export = models / f"minilm-{runtime}"
+        minilm = LocalReranker.load(minilm_dir, runtime=runtime, export_dir=export)
+        label = f"local MiniLM-L6 size (6x384), {runtime}"
+        await call_alone(minilm, plain, few, label, args.candidates)
     index.close()
 
 

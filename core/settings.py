@@ -204,6 +204,9 @@ class RerankSettings(Section):
     candidates: int = Field(default=50, ge=1, le=1000)
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_length: int = Field(default=512, ge=16, le=8192)
+    # local: onnx runs an ONNX Runtime export of the model (made on first load), torch the
+    # model itself; auto is onnx, or torch with a warning when the model does not export
+    runtime: Literal["auto", "onnx", "torch"] = "auto"
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
 

@@ -180,7 +180,7 @@ def _ensure_at(model_dir: Path, export_dir: Path, precision: str) -> Path:
     if is_valid_export(export_dir, model_dir, precision):
         return export_dir
     export_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(export_dir.parent / f".{export_dir.name}.lock"):
+    with file_lock(export_dir.parent / f".{export_dir.name}.lock"):
         # Another process may have finished the export while we waited for the lock.
         if not _is_valid_fp32(export_dir, model_dir):
             export_onnx(model_dir, export_dir)
@@ -190,7 +190,7 @@ def _ensure_at(model_dir: Path, export_dir: Path, precision: str) -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

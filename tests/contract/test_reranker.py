@@ -178,10 +178,21 @@ class TestRemoteReranker(RerankerContract):
         assert raised.value.status_code == 502
 
 
-@pytest.fixture(scope="module")
-def local(tiny_reranker_dir: Path) -> LocalReranker:
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def local(
+    request: pytest.FixtureRequest,
+    tiny_reranker_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> LocalReranker:
     # batches of 2: every call in the contract spans several of them
-    return LocalReranker.load(tiny_reranker_dir, batch_size=2)
+    loaded = LocalReranker.load(
+        tiny_reranker_dir,
+        batch_size=2,
+        runtime=request.param,
+        export_dir=tmp_path_factory.mktemp("rerank-onnx"),
+    )
+    assert loaded.runtime == request.param
+    return loaded
 
 
 class TestLocalReranker(RerankerContract):
@@ -199,6 +210,27 @@ class TestLocalReranker(RerankerContract):
         loaded = make_reranker(RerankSettings(backend="local", path=tiny_reranker_dir))
         assert isinstance(loaded, LocalReranker)
         assert loaded.name == tiny_reranker_dir.name
+
+    def test_local_onnx_export_is_made_once_and_reused(
+        self, tiny_reranker_dir: Path, tmp_path: Path
+    ) -> None:
+        first = LocalReranker.load(tiny_reranker_dir, runtime="onnx", export_dir=tmp_path)
+        model = tmp_path / "cross-encoder.onnx"
+        made = model.stat().st_mtime_ns
+        again = LocalReranker.load(tiny_reranker_dir, runtime="onnx", export_dir=tmp_path)
+        assert model.stat().st_mtime_ns == made
+        assert again.score(QUERY, DOCUMENTS) == pytest.approx(first.score(QUERY, DOCUMENTS))
+
+    def test_local_onnx_refuses_a_model_that_does_not_export_and_auto_falls_back(
+        self, tiny_reranker_dir: Path, tmp_path: Path
+    ) -> None:
+        # a file where the export directory should be: the export cannot be written
+        blocked = tmp_path / "blocked"
+        blocked.write_text("")
+        with pytest.raises(RerankerModelError, match="ONNX"):
+            LocalReranker.load(tiny_reranker_dir, runtime="onnx", export_dir=blocked / "x")
+        auto = LocalReranker.load(tiny_reranker_dir, runtime="auto", export_dir=blocked / "x")
+        assert auto.runtime == "torch"
 
     def test_local_refuses_a_directory_without_a_model(self, tmp_path: Path) -> None:
         with pytest.raises(RerankerModelError, match="not a model directory"):
