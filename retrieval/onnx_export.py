@@ -315,7 +315,7 @@ def _trace_to_onnx(model: Any, path: Path) -> None:
 def _pick_verified(raw: Path, target: Path, config: Any, reference: Any, model_dir: Path) -> Path:
     """The optimized graph when it matches torch, else the raw one; fail if neither does."""
     candidates = [raw]
-    if _optimize(raw, target, config):
+    if fuse_operators(raw, target, config):
         candidates.insert(0, target)
     for candidate in candidates:
         cosine = _min_probe_cosine(candidate, reference, model_dir)
@@ -325,7 +325,9 @@ def _pick_verified(raw: Path, target: Path, config: Any, reference: Any, model_d
     raise EmbeddingModelError(f"the ONNX export of {model_dir} does not match the torch model")
 
 
-def _optimize(raw: Path, target: Path, config: Any) -> bool:
+def fuse_operators(raw: Path, target: Path, config: Any) -> bool:
+    """Fuse a BERT-like graph's attention, GELU and layer norms (onnxruntime's transformer
+    optimizer) into target; False, with a warning, when the optimizer fails."""
     try:
         from onnxruntime.transformers import optimizer
 

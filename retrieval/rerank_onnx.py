@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from core.errors import RerankerModelError
 from retrieval.embedders import available_cores
-from retrieval.onnx_export import file_lock, model_key, source_fingerprint
+from retrieval.onnx_export import file_lock, fuse_operators, model_key, source_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -175,21 +175,7 @@ def _optimize(raw: Path, target: Path, config: Any) -> bool:
     """Fuse the graph's operators (as the embedder's export does); False when it cannot."""
     if getattr(config, "model_type", None) not in _FUSABLE:
         return False
-    try:
-        from onnxruntime.transformers import optimizer
-
-        optimized = optimizer.optimize_model(
-            str(raw),
-            model_type="bert",
-            num_heads=config.num_attention_heads,
-            hidden_size=config.hidden_size,
-            opt_level=1,
-        )
-        optimized.save_model_to_file(str(target))
-    except Exception:  # an optional speed-up, never a reason to fail
-        logger.warning("onnxruntime's optimizer failed; using the plain export", exc_info=True)
-        return False
-    return True
+    return fuse_operators(raw, target, config)
 
 
 class OnnxCrossEncoder:
