@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 METADATA_KEY = "bm25"
 TEXT_FIELD = "embed_text"
 """The payload field every chunk's sparse vector is encoded from (ingest/pipeline.py)."""
+MEASURE_SAMPLE = 20_000
+"""Chunks whose lengths measure an index's mean chunk length (all of them when fewer)."""
 ENCODING_VERSION = 1
 """Bump when the document-side encoding changes (tokenizer, formula): indexes re-encode."""
 
@@ -97,9 +99,16 @@ class CorpusBm25:
     `refresh` (after a batch of writes) moves the whole index to its current statistics.
     """
 
-    def __init__(self, index: VectorIndex, params: Bm25Parameters | None = None) -> None:
+    def __init__(
+        self,
+        index: VectorIndex,
+        params: Bm25Parameters | None = None,
+        *,
+        sample: int = MEASURE_SAMPLE,
+    ) -> None:
         self._index = index
         self._params = params or Bm25Parameters()
+        self._sample = sample
         self._encoding = Encoding.stored(index.read_metadata())
         self._encoder = self._encoding.encoder()
 
@@ -114,8 +123,8 @@ class CorpusBm25:
     def refresh(self) -> bool:
         """Re-encode the stored sparse vectors if they no longer fit the index (blocking).
 
-        Returns whether it re-encoded. Reads every chunk's text once to measure the mean
-        length (under `corpus`), and once more to re-encode.
+        Returns whether it re-encoded. Measures the mean length (under `corpus`) on at most
+        `sample` chunks, and reads every chunk's text only to re-encode.
         """
         chunks, tokens = self._measure()
         wanted = self._wanted(chunks, tokens)
@@ -136,11 +145,21 @@ class CorpusBm25:
         return True
 
     def _measure(self) -> tuple[int, int]:
-        chunks = tokens = 0
+        """The chunk count, and their total length: exact up to `sample` chunks, beyond that
+        scaled from the first `sample` in scroll order, which is point-id order, and point ids
+        are hashes of the chunk ids: a uniform sample. The mean of 20,000 lengths is within
+        ~1% of the whole's, against the 10% tolerance; reading all texts after every ingestion
+        would cost minutes at 1M chunks (bench/index_scale.py)."""
+        seen = tokens = 0
         for _, text in self._texts():
-            chunks += 1
+            seen += 1
             tokens += self._encoder.length(text)
-        return chunks, tokens
+            if seen >= self._sample:
+                break
+        if seen < self._sample:
+            return seen, tokens
+        chunks = self._index.count()
+        return chunks, round(tokens * chunks / seen)
 
     def _wanted(self, chunks: int, tokens: int) -> Encoding:
         p = self._params

@@ -140,3 +140,23 @@ def test_corpus_bm25_fixed_statistics_keep_the_configured_mean(
     index, _ = indexes
     write(index, CorpusBm25(index, Bm25Parameters(statistics="fixed", avg_len=80.0)), list(DOCS))
     assert index.read_metadata()[METADATA_KEY]["avg_len"] == 80.0
+
+
+def test_corpus_bm25_measures_a_large_index_on_a_sample(indexes: list[QdrantEdgeIndex]) -> None:
+    index = indexes[0]
+    bm25 = CorpusBm25(index, sample=3)
+    items = []
+    for i in range(40):
+        doc = "cats" if i % 2 else "ocean"
+        text = DOCS[doc]
+        piece = chunk(doc).model_copy(update={"chunk_id": f"{doc}-{i}", "doc_id": f"d{i}"})
+        items.append(IndexedChunk(piece, np.ones(4, dtype=np.float32), bm25.encode_document(text)))
+    index.upsert(items)
+    bm25.refresh()
+    stored = index.read_metadata()[METADATA_KEY]
+    # the first 3 chunks in scroll order stand for all 40
+    first = [p["embed_text"] for _, p in index.scan_payload(["embed_text"])][:3]
+    measured = sum(QUERY.length(text) for text in first)
+    assert stored["chunks"] == 40
+    assert stored["tokens"] == round(measured * 40 / 3)
+    assert stored["avg_len"] == pytest.approx(round(measured * 40 / 3) / 40)
