@@ -102,6 +102,8 @@ class IngestSettings(Section):
     # Writable memory of each parser process and of what it starts (pandoc, tesseract,
     # pdftoppm): a file needing more fails alone. The idle worker holds ~0.5 GB. 0: no limit.
     parse_memory_mb: int = Field(default=2048, ge=0)
+    # documents parsed ahead (in the parser pool) while the previous ones are embedded; 0: none
+    parse_ahead: int = Field(default=2, ge=0, le=64)
 
 
 class JobsSettings(Section):

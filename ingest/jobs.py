@@ -109,6 +109,7 @@ def _pipeline(resources: WorkerResources, index_name: str) -> IngestPipeline:
         embedder=resources.embedder,
         sparse=CorpusBm25(index, Bm25Parameters.from_settings(resources.settings.retrieval)),
         chunker=Chunker(chunk_size=record.chunk_size, chunk_overlap=record.chunk_overlap),
+        parse_ahead=resources.settings.ingest.parse_ahead,
     )
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from core.db import DocumentRecord, IndexRecord, Store
 from core.errors import DocumentNotFoundError, OndataError
@@ -101,6 +103,7 @@ class IngestPipeline:
         sparse: SparseEncoder,
         chunker: Chunker,
         batch_chunks: int = 256,
+        parse_ahead: int = 0,
     ) -> None:
         self.index_name = index_name
         self.store = store
@@ -109,6 +112,7 @@ class IngestPipeline:
         self.sparse = sparse
         self.chunker = chunker
         self.batch_chunks = batch_chunks
+        self.parse_ahead = parse_ahead
         self.settings_hash = hashlib.sha256(
             f"{embedder.name}|{chunker.chunk_size}|{chunker.chunk_overlap}".encode()
         ).hexdigest()[:16]
@@ -120,7 +124,8 @@ class IngestPipeline:
         report = IngestReport()
         started = time.perf_counter()
         docs = self._parsed(files, parse=parse, report=report, progress=progress)
-        self._write(docs, report=report)
+        # parsing (in the parser pool's processes) runs ahead while this thread embeds
+        self._write(read_ahead(docs, self.parse_ahead), report=report)
         self._maintain(report)
         report.seconds = time.perf_counter() - started
         _count(report)
@@ -321,6 +326,56 @@ def _count(report: IngestReport) -> None:
         failed=len(report.documents_failed),
         chunks=report.chunks_written,
     )
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Yield what `items` yields, produced by a thread up to `depth` items ahead (0: inline).
+
+    An exception in `items` is raised here, in order; when the consumer stops early the
+    producer stops after the item in hand.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    ready: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def offer(entry: tuple[object, BaseException | None]) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer((_END, exc))
+            return
+        offer((_END, None))
+
+    producer = threading.Thread(target=produce, name="parse-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]  # every other entry is an item of `items`
+    finally:
+        stopped.set()
+        producer.join(timeout=1.0)
 
 
 def ensure_index_record(

@@ -57,6 +57,7 @@ def open_pipeline(
             embedder=embedder,
             sparse=CorpusBm25(index, Bm25Parameters.from_settings(settings.retrieval)),
             chunker=Chunker(chunk_size=size, chunk_overlap=overlap),
+            parse_ahead=settings.ingest.parse_ahead,
         )
     finally:
         index.close()
