@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from core.settings import Settings, configure_offline_environment
 configure_offline_environment()
 
 from core.models import Document, Element  # noqa: E402
-from evaluation.datasets import BeirDataset, load_beir  # noqa: E402
+from evaluation.datasets import BeirDataset, CorpusRecord, load_beir  # noqa: E402
 from evaluation.metrics import mean_by_metric, retrieval_metrics  # noqa: E402
 from ingest.chunking import Chunker  # noqa: E402
 from retrieval.embedders import Embedder, make_embedder  # noqa: E402
@@ -36,12 +37,15 @@ SIZE, OVERLAP = 200, 32
 Chunks = list[tuple[str, str]]  # (doc_id, text to embed)
 
 
+def records(dataset: BeirDataset, limit: int | None) -> Iterator[CorpusRecord]:
+    """The corpus in file order, the first `limit` records only when given."""
+    return islice(dataset.iter_corpus(), limit)
+
+
 def ondata_chunks(dataset: BeirDataset, limit: int | None) -> Chunks:
     chunker = Chunker(chunk_size=SIZE, chunk_overlap=OVERLAP)
     out: Chunks = []
-    for n, record in enumerate(dataset.iter_corpus()):
-        if limit is not None and n >= limit:
-            break
+    for record in records(dataset, limit):
         doc = Document(
             doc_id=record.doc_id,
             source=record.doc_id,
@@ -60,9 +64,7 @@ def llamaindex_chunks(dataset: BeirDataset, limit: int | None) -> Chunks:
 
     splitter = SentenceSplitter(chunk_size=SIZE, chunk_overlap=OVERLAP)
     out: Chunks = []
-    for n, record in enumerate(dataset.iter_corpus()):
-        if limit is not None and n >= limit:
-            break
+    for record in records(dataset, limit):
         doc = LlamaDocument(text=record.text, metadata={"title": record.title or record.doc_id})
         nodes = splitter.get_nodes_from_documents([doc])
         out.extend((record.doc_id, node.get_content(MetadataMode.EMBED)) for node in nodes)

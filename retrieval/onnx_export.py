@@ -144,16 +144,28 @@ def _is_valid_int8(export_dir: Path) -> bool:
 
 
 def _is_valid_fp32(export_dir: Path, model_dir: Path) -> bool:
+    return (
+        manifest_matches(
+            export_dir, model_dir, manifest=MANIFEST_FILE, model=MODEL_FILE, fmt=EXPORT_FORMAT
+        )
+        and (export_dir / "tokenizer.json").is_file()
+    )
+
+
+def manifest_matches(
+    export_dir: Path, model_dir: Path, *, manifest: str, model: str, fmt: int
+) -> bool:
+    """Whether export_dir's manifest names this format, this source model (its fingerprint)
+    and the size of the model file beside it: an export finished from today's model."""
     try:
-        manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
-        model_size = (export_dir / MODEL_FILE).stat().st_size
+        values = json.loads((export_dir / manifest).read_text())
+        size = (export_dir / model).stat().st_size
     except (OSError, ValueError):
         return False
-    return (
-        manifest.get("format") == EXPORT_FORMAT
-        and manifest.get("source") == source_fingerprint(model_dir)
-        and manifest.get("model_bytes") == model_size
-        and (export_dir / "tokenizer.json").is_file()
+    return bool(
+        values.get("format") == fmt
+        and values.get("source") == source_fingerprint(model_dir)
+        and values.get("model_bytes") == size
     )
 
 

@@ -25,7 +25,13 @@ import numpy.typing as npt
 
 from core.errors import RerankerModelError
 from retrieval.embedders import available_cores
-from retrieval.onnx_export import file_lock, fuse_operators, model_key, source_fingerprint
+from retrieval.onnx_export import (
+    file_lock,
+    fuse_operators,
+    manifest_matches,
+    model_key,
+    source_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,15 +84,8 @@ def ensure_cross_encoder_onnx(model_dir: Path, *, export_dir: Path | None = None
 
 
 def _is_valid(export_dir: Path, model_dir: Path) -> bool:
-    try:
-        manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
-        size = (export_dir / MODEL_FILE).stat().st_size
-    except (OSError, ValueError):
-        return False
-    return bool(
-        manifest.get("format") == EXPORT_FORMAT
-        and manifest.get("source") == source_fingerprint(model_dir)
-        and manifest.get("model_bytes") == size
+    return manifest_matches(
+        export_dir, model_dir, manifest=MANIFEST_FILE, model=MODEL_FILE, fmt=EXPORT_FORMAT
     )
 
 
