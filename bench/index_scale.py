@@ -3,8 +3,11 @@
 Builds one index of N chunks step by step (100k, 200k, 500k, 1M, up to --chunks) and, at each
 size, reports what an operator sizes a machine by: upsert rate, optimise time, disk bytes per
 chunk, the serving process's RSS and cold start, p50/p95 of vector / keyword / hybrid top-10
-from 1 and 4 threads, unfiltered and ACL-filtered, and query p95 *during* an optimise and
-during a 10k-document delete, beside the same queries' idle p95 (the anchor, same run).
+from 1 and 4 threads (and their throughput), unfiltered and ACL-filtered, and query p95
+*during* the optimise of the size's last ingestion batch (its last 10%, what `maintain()`
+lets pile up) and during a 10k-document delete, beside the same queries' idle p95 (the
+anchors, same run: before the optimise, on the shard the queries see meanwhile, and after).
+Optimises run the product's way (`index.optimize_apart_from`: in a child process on a copy).
 
 The chunks are real: SciFact documents chunked by ingest's Chunker, embedded once by the
 bundled model (chunk vectors and the int8 sentence vectors of the payload, from one forward
@@ -68,6 +71,7 @@ NOISE = 0.25  # norm of the perturbation added to each unit vector before renorm
 BATCH = 1_000
 DELETE_DOCS = 10_000
 INTERVAL_S = 0.02  # one query every 20 ms while an optimise or a delete runs
+LAST_BATCH = 0.10  # each size's last ingestion batch, optimised while queries run
 MODES: tuple[SearchMode, ...] = ("vector", "keyword", "hybrid")
 
 
@@ -305,7 +309,7 @@ def serve(path: Path, base_docs: int, queries: int, delete_from: int) -> dict[st
     acl = MetadataFilter(acl_groups=USER_GROUPS)
     probe = requests(base, "hybrid", acl, 1)[0]
     started = time.perf_counter()
-    index = QdrantEdgeIndex.open(path, dimension=DIM)
+    index = QdrantEdgeIndex.open(path, dimension=DIM)  # reads and deletes only: no optimise
     opened = time.perf_counter() - started
     index.query(probe)
     out: dict[str, Any] = {
@@ -318,10 +322,14 @@ def serve(path: Path, base_docs: int, queries: int, delete_from: int) -> dict[st
             batch = requests(base, mode, flt, queries)
             latencies(index, batch[:20], 1)  # warm the pages this mode touches
             for threads in (1, 4):
+                started = time.perf_counter()
                 ms = latencies(index, batch, threads)
                 key = f"{mode}{label}_t{threads}"
                 out[f"{key}_p50_ms"] = statistics.median(ms)
                 out[f"{key}_p95_ms"] = percentile(ms, 0.95)
+                # throughput: with `threads` clients always waiting, their mean latency is
+                # threads / throughput (Little's law), whatever the percentiles' spread
+                out[f"{key}_qps"] = len(batch) / (time.perf_counter() - started)
     out["hybrid_p95_ms"] = out["hybrid_t4_p95_ms"]
     out["hybrid_acl_p95_ms"] = out["hybrid_acl_t4_p95_ms"]
     out |= {f"{k.lower()}_bytes": v for k, v in memory().items()}
@@ -357,21 +365,45 @@ def serve(path: Path, base_docs: int, queries: int, delete_from: int) -> dict[st
 
 
 def step(index: QdrantEdgeIndex, base: Base, start: int, stop: int, queries: int) -> dict[str, Any]:
-    """Upsert chunks start..stop-1 (fresh ids), then optimise while querying."""
+    """Upsert chunks start..stop-1 (fresh ids) and optimise: the bulk, then a last batch.
+
+    The bulk is upserted and optimised with nothing else running (the build's own time); the
+    last LAST_BATCH of the size is then upserted as one ingestion batch and optimised while
+    queries arrive every INTERVAL_S: what `maintain()` does after an ingestion run, which
+    optimises once unindexed vectors reach 10% of the index.
+    """
+    last = min(stop - start, int(LAST_BATCH * stop))
+    middle = stop - last
     started = time.perf_counter()
-    for lo in range(start, stop, BATCH):
-        index.upsert(synthetic(base, lo, min(stop, lo + BATCH)))
+    for lo in range(start, middle, BATCH):
+        index.upsert(synthetic(base, lo, min(middle, lo + BATCH)))
     upsert_s = time.perf_counter() - started
+    started = time.perf_counter()
+    index.optimize()
+    optimise_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for lo in range(middle, stop, BATCH):
+        index.upsert(synthetic(base, lo, min(stop, lo + BATCH)))
+    upsert_s += time.perf_counter() - started
     hybrid = requests(base, "hybrid", None, queries)
-    optimise_s, during = while_running(index, hybrid, index.optimize)
+    latencies(index, hybrid[:20], 1)
+    # two anchors: the shard as queries see it while the optimise runs (the batch's points
+    # not yet in an HNSW graph), and the optimised shard after
+    before = latencies(index, hybrid, 1)
+    batch_s, during = while_running(index, hybrid, index.optimize)
     idle = latencies(index, hybrid, 1)
     return {
         "upserted": stop - start,
         "upsert_s": upsert_s,
         "upsert_per_s": (stop - start) / upsert_s if stop > start else 0.0,
         "optimise_s": optimise_s,
+        "batch_chunks": last,
+        "batch_optimise_s": batch_s,
         "queries_during_optimise": len(during),
         "p95_during_optimise_ms": percentile(during, 0.95),
+        "p50_during_optimise_ms": statistics.median(during),
+        "p99_during_optimise_ms": percentile(during, 0.99),
+        "idle_before_optimise_hybrid_t1_p95_ms": percentile(before, 0.95),
         "idle_hybrid_t1_p95_ms": percentile(idle, 0.95),
         "builder_vmhwm_bytes": memory()["VmHWM"],
     }
@@ -390,11 +422,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     written = 0  # next fresh chunk number
     for size in sizes(args.chunks):
-        index = QdrantEdgeIndex.open(path, dimension=DIM)
+        index = QdrantEdgeIndex.open(
+            path, dimension=DIM, optimize_apart_from=args.optimize_apart_from
+        )
         missing = size - index.count()
         row = step(index, base, written, written + missing, args.queries)
         written += missing
         row["chunks"] = index.count()
+        row["optimized_apart"] = size >= args.optimize_apart_from
         index.close()
         on_disk = disk_bytes(path)
         row |= {
@@ -442,7 +477,10 @@ def print_row(row: dict[str, Any]) -> None:
         f"file-backed {row['rssfile_bytes'] / mb:,.0f}); builder peak "
         f"{row['builder_vmhwm_bytes'] / mb:,.0f} MB"
     )
-    print(f"   {'top-10':16s} {'1 thread p50/p95':>20s} {'4 threads p50/p95':>20s}")
+    print(
+        f"   {'top-10':16s} {'1 thread p50/p95':>20s} {'4 threads p50/p95':>20s} "
+        f"{'queries/s 1 / 4 threads':>24s}"
+    )
     for mode in MODES:
         for label in ("", "_acl"):
             key = f"{mode}{label}"
@@ -451,10 +489,16 @@ def print_row(row: dict[str, Any]) -> None:
                 for t in (1, 4)
             ]
             name = f"{mode}{' ACL' if label else ''}"
-            print(f"   {name:16s} {cells[0]:>20s} {cells[1]:>20s}  ms")
+            rates = f"{row[f'{key}_t1_qps']:,.0f} / {row[f'{key}_t4_qps']:,.0f}"
+            print(f"   {name:16s} {cells[0]:>20s} {cells[1]:>20s}  ms {rates:>20s}")
     print(
-        f"   hybrid p95 during optimise {row['p95_during_optimise_ms']:.2f} ms "
-        f"({row['queries_during_optimise']} queries) vs idle {row['idle_hybrid_t1_p95_ms']:.2f}; "
+        f"   optimising the last {row['batch_chunks']:,} chunks took "
+        f"{row['batch_optimise_s']:.1f} s{' (apart)' if row['optimized_apart'] else ''}; "
+        f"hybrid p95 meanwhile {row['p95_during_optimise_ms']:.2f} ms "
+        f"(p50 {row['p50_during_optimise_ms']:.2f}, p99 {row['p99_during_optimise_ms']:.2f}; "
+        f"{row['queries_during_optimise']} queries) vs idle "
+        f"{row['idle_before_optimise_hybrid_t1_p95_ms']:.2f} before, "
+        f"{row['idle_hybrid_t1_p95_ms']:.2f} after; "
         f"during a {row['delete_docs']:,}-document delete ({row['delete_s']:.1f} s) "
         f"{row['p95_during_delete_ms']:.2f} ms (ACL) vs idle "
         f"{row['idle_hybrid_acl_t1_p95_ms']:.2f}; "
@@ -470,6 +514,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the index is built")
     parser.add_argument("--base", type=int, default=2_000, help="corpus documents to embed")
     parser.add_argument("--queries", type=int, default=200, help="queries per latency cell")
+    parser.add_argument(
+        "--optimize-apart-from",
+        type=int,
+        default=Settings().index.optimize_apart_from,
+        help="points from which optimise runs on a copy in a child process (the product "
+        "default, index.optimize_apart_from); a number above --chunks optimises in place",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--delete-from", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -480,7 +531,7 @@ def main() -> None:
         args.dir = Path(tmp)
         print(
             f"# index_scale: up to {args.chunks:,} chunks, {args.queries} queries per cell, "
-            f"qdrant-edge in {tmp}",
+            f"qdrant-edge in {tmp}, optimise apart from {args.optimize_apart_from:,} points",
             flush=True,
         )
         results = run(args)

@@ -66,6 +66,11 @@ class IndexSettings(Section):
     collection_prefix: str = "ondata_"
     # metadata keys that get a keyword payload index (filters on other keys still work)
     filterable_metadata: tuple[str, ...] = ()
+    # Edge: from this many points on, optimise a copy of the shard in a child process while
+    # queries go on (the engine's own optimise holds the GIL, so queries in this process would
+    # wait for it: minutes at 1M chunks); needs free disk for one copy. Above the index's size:
+    # in place. Measured in README "The embedded index at scale".
+    optimize_apart_from: int = Field(default=20_000, ge=0)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> IndexSettings:

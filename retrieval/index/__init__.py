@@ -24,7 +24,12 @@ from qdrant_client import QdrantClient
 
 from core.errors import ConfigurationError, InvalidRequestError
 from core.settings import Settings
-from retrieval.index.edge import MAINTAIN_MIN_UNINDEXED, MAINTAIN_SHARE, QdrantEdgeIndex
+from retrieval.index.edge import (
+    MAINTAIN_MIN_UNINDEXED,
+    MAINTAIN_SHARE,
+    QdrantEdgeIndex,
+    remove_optimize_leftovers,
+)
 from retrieval.index.filters import payload_key
 from retrieval.index.points import backend_errors, chunk_payload, point_id, scored_chunk
 from retrieval.index.server import QdrantServerIndex
@@ -118,7 +123,12 @@ def open_index(settings: Settings, name: str, *, dimension: int) -> VectorIndex:
             client, collection=collection, dimension=dimension, metadata_keys=keys
         )
     path = edge_index_path(settings, name)
-    return QdrantEdgeIndex.open(path, dimension=dimension, metadata_keys=keys)
+    return QdrantEdgeIndex.open(
+        path,
+        dimension=dimension,
+        metadata_keys=keys,
+        optimize_apart_from=settings.index.optimize_apart_from,
+    )
 
 
 def drop_index(settings: Settings, name: str) -> bool:
@@ -134,4 +144,5 @@ def drop_index(settings: Settings, name: str) -> bool:
     if not path.exists():
         return False
     shutil.rmtree(path)
+    remove_optimize_leftovers(path)
     return True

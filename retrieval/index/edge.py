@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -48,6 +51,9 @@ METADATA_FILE = "ondata-metadata.json"
 """The index's own metadata (VectorIndex.read_metadata), beside the shard's files."""
 MAINTAIN_MIN_UNINDEXED = 1_000
 MAINTAIN_SHARE = 0.10
+OPTIMIZE_NICE = 19
+"""Where the idle scheduling class is missing: the child's niceness (the lowest priority)."""
+CHILD_MODULE = "retrieval.index.edge_optimize"
 
 
 LOCKED_MESSAGE = (
@@ -67,6 +73,89 @@ def _held_elsewhere(path: Path) -> Iterator[None]:
         if "WouldBlock" in str(exc):
             raise IndexLockedError(LOCKED_MESSAGE.format(path=path)) from exc
         raise
+
+
+class _Gate:
+    """Any number of readers at once, or one swap of the shard (which waits for them)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._swapping = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._swapping:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._swapping = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._swapping = False
+                self._cond.notify_all()
+
+
+def _aside(path: Path, what: str) -> Path:
+    """A sibling directory of the shard's for an optimise apart (hidden, never an index name)."""
+    return path.with_name(f".{path.name}.{what}")
+
+
+def _recover_swap(path: Path) -> None:
+    """Finish or undo an optimise apart that a crash interrupted, before the shard opens.
+
+    The optimised copy is renamed into place only after its child process succeeded, and the
+    old shard is moved aside just before: with the shard's own directory missing, the copy is
+    complete if it is there, else the old shard goes back.
+    """
+    if path.exists():
+        return
+    for candidate in (_aside(path, "optimizing"), _aside(path, "replaced")):
+        if candidate.is_dir():
+            candidate.rename(path)
+            logger.warning("recovered the edge shard at %s from %s", path, candidate.name)
+            return
+
+
+def remove_optimize_leftovers(path: Path) -> None:
+    """Delete what an interrupted optimise apart left beside a shard this process now owns."""
+    for leftover in (_aside(path, "optimizing"), _aside(path, "replaced")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def optimize_copy(path: Path, dimension: int) -> bool:
+    """Optimise the shard at path in this process (the child of an optimise apart).
+
+    It runs in the idle scheduling class: a core runs it only when no query (or anything
+    else) wants that core, so queries keep their latency while it works.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux: the lowest niceness instead
+        os.nice(OPTIMIZE_NICE)
+    shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
+    try:
+        changed = shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+    return bool(changed)
 
 
 def _edge_config(dimension: int) -> edge.EdgeConfig:
@@ -178,23 +267,46 @@ class QdrantEdgeIndex:
     close are serialised here so that delete's find-then-remove is atomic. Every write goes
     to the shard's write-ahead log before returning, and is flushed to segments after each
     call, so a reopened shard (even after a crash) sees it.
+
+    Optimising a shard of `optimize_apart_from` points or more runs in a child process on a
+    copy (`optimize`), because the engine's binding holds the GIL for the whole of its own
+    `optimize`: in this process every query would wait for it (minutes at 1M chunks).
     """
 
     backend = "qdrant-edge"
 
-    def __init__(self, shard: edge.EdgeShard, *, path: Path, dimension: int) -> None:
+    def __init__(
+        self,
+        shard: edge.EdgeShard,
+        *,
+        path: Path,
+        dimension: int,
+        optimize_apart_from: int | None = None,
+    ) -> None:
         self._shard = shard
         self.path = path
         self.dimension = dimension
+        self.optimize_apart_from = optimize_apart_from
         self._write_lock = threading.Lock()
+        self._gate = _Gate()  # queries share it; swapping in an optimised copy takes it whole
         self._closed = False
         self._maintained_at = 0  # points when `maintain` last optimised (or tried to)
 
     @classmethod
     def open(
-        cls, path: Path, *, dimension: int, metadata_keys: Sequence[str] = ()
+        cls,
+        path: Path,
+        *,
+        dimension: int,
+        metadata_keys: Sequence[str] = (),
+        optimize_apart_from: int | None = None,
     ) -> QdrantEdgeIndex:
-        """Load the shard at path, or create it; raise ConfigurationError on another dimension."""
+        """Load the shard at path, or create it; raise ConfigurationError on another dimension.
+
+        optimize_apart_from: from this many points on, `optimize` works on a copy in a child
+        process while this one goes on serving queries (None: always in place).
+        """
+        _recover_swap(path)
         stored = _edge_stored_dimension(path)
         if stored is not None and stored != dimension:
             raise ConfigurationError(
@@ -206,7 +318,8 @@ class QdrantEdgeIndex:
                 shard = edge.EdgeShard.create(str(path), _edge_config(dimension))
             else:
                 shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
-        index = cls(shard, path=path, dimension=dimension)
+        index = cls(shard, path=path, dimension=dimension, optimize_apart_from=optimize_apart_from)
+        remove_optimize_leftovers(path)  # not before: they were the owner process's until now
         try:
             index._ensure_payload_indexes(metadata_keys)
         except Exception:
@@ -281,26 +394,84 @@ class QdrantEdgeIndex:
         """Best chunks first."""
         check_request(request)
         query = _edge_request(request)
-        with backend_errors(self.backend, "query"):
-            hits = self._live().query(query)
+        with backend_errors(self.backend, "query"), self._reading() as shard:
+            hits = shard.query(query)
         return [
             scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request) for hit in hits
         ]
 
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in all or for one document (exact)."""
-        with backend_errors(self.backend, "count points"):
-            request = edge.CountRequest(exact=True, filter=_edge_doc_filter(doc_id))
-            return self._live().count(request)
+        request = edge.CountRequest(exact=True, filter=_edge_doc_filter(doc_id))
+        with backend_errors(self.backend, "count points"), self._reading() as shard:
+            return shard.count(request)
 
     def optimize(self) -> bool:
-        """Merge segments and build the HNSW / payload indexes now (blocking).
+        """Merge segments and build the HNSW / payload indexes now (blocking writes).
 
         Edge has no background optimizer: call this after a large ingestion so queries use
-        HNSW instead of scanning. Returns whether anything changed.
+        HNSW instead of scanning. Returns whether anything changed. From
+        `optimize_apart_from` points on, the work runs on a copy of the shard in a child
+        process at lower priority while queries go on here against the shard as it was; the
+        copy then replaces it (queries wait only for that swap: a close and a load). Without
+        the disk space for a copy, or if the child fails, it optimises in place instead.
         """
         with self._write_lock, backend_errors(self.backend, "optimize"):
-            return self._live().optimize()
+            shard = self._live()
+            apart = self.optimize_apart_from
+            if apart is None or shard.info().points_count < apart:
+                return shard.optimize()
+            changed = self._optimize_apart(shard)
+            return shard.optimize() if changed is None else changed
+
+    def _optimize_apart(self, shard: edge.EdgeShard) -> bool | None:
+        """Optimise a copy in a child process and swap it in; None when that failed."""
+        work, replaced = _aside(self.path, "optimizing"), _aside(self.path, "replaced")
+        shutil.rmtree(work, ignore_errors=True)
+        started = time.perf_counter()
+        try:
+            shard.flush()
+            shutil.copytree(self.path, work)  # the copy's reads and writes release the GIL
+            child = subprocess.run(
+                [sys.executable, "-m", CHILD_MODULE, str(work), str(self.dimension)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as exc:
+            logger.warning("cannot optimise %s apart (%s): optimising in place", self.path, exc)
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        if child.returncode != 0:
+            logger.warning(
+                "optimising a copy of %s failed (%s): optimising in place",
+                self.path,
+                child.stderr.strip().splitlines()[-1:] or child.returncode,
+            )
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        copied = time.perf_counter()
+        with self._gate.exclusive():
+            shard.close()
+            try:
+                self.path.rename(replaced)
+                work.rename(self.path)
+                self._shard = self._load()
+            except Exception:  # serve the shard as it was, then report
+                if replaced.is_dir():
+                    shutil.rmtree(self.path, ignore_errors=True)
+                    replaced.rename(self.path)
+                shutil.rmtree(work, ignore_errors=True)
+                self._shard = self._load()
+                raise
+        logger.info(
+            "optimized a copy of %s apart in %.1f s; swapped in %.2f s",
+            self.path,
+            copied - started,
+            time.perf_counter() - copied,
+        )
+        shutil.rmtree(replaced, ignore_errors=True)
+        return child.stdout.strip().endswith("true")
 
     def maintain(self) -> bool:
         """`optimize` once the vectors outside an index reach max(1,000, 10% of all).
@@ -309,8 +480,8 @@ class QdrantEdgeIndex:
         optimising (1.8 s), 0.47 ms after. The relative floor keeps a stream of small uploads
         from rebuilding a large shard each time.
         """
-        with backend_errors(self.backend, "read shard info"):
-            info = self._live().info()
+        with backend_errors(self.backend, "read shard info"), self._reading() as shard:
+            info = shard.info()
         vectors = 2 * info.points_count  # dense + sparse per point
         unindexed = vectors - info.indexed_vectors_count
         if unindexed < max(MAINTAIN_MIN_UNINDEXED, MAINTAIN_SHARE * vectors):
@@ -340,8 +511,8 @@ class QdrantEdgeIndex:
                 with_payload=edge.PayloadSelector.Include(stored_keys(keys)),
                 with_vector=False,
             )
-            with backend_errors(self.backend, "scroll points"):
-                records, offset = self._live().scroll(request)
+            with backend_errors(self.backend, "scroll points"), self._reading() as shard:
+                records, offset = shard.scroll(request)
             for record in records:
                 fields = payload_fields(dict(record.payload or {}))
                 yield str(record.id), {k: fields[k] for k in keys if k in fields}
@@ -387,9 +558,20 @@ class QdrantEdgeIndex:
         """Close the shard and delete its directory."""
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+        remove_optimize_leftovers(self.path)
         logger.info("dropped edge index at %s", self.path)
 
     def _live(self) -> edge.EdgeShard:
         if self._closed:
             raise IndexBackendError(f"the index at {self.path} is closed")
         return self._shard
+
+    def _load(self) -> edge.EdgeShard:
+        with _held_elsewhere(self.path):
+            return edge.EdgeShard.load(str(self.path), _edge_config(self.dimension))
+
+    @contextmanager
+    def _reading(self) -> Iterator[edge.EdgeShard]:
+        """The shard for a read outside the write lock (an optimise apart cannot swap it)."""
+        with self._gate.shared():
+            yield self._live()
