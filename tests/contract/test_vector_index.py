@@ -3,6 +3,7 @@ on qdrant-client's local mode (same API as a server), both driven through the sa
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -504,4 +505,37 @@ def test_edge_index_maintain_builds_the_vector_index_of_a_large_shard(tmp_path: 
     assert index.maintain() is False
     (hit,) = index.query(IndexQuery(mode="vector", limit=1, dense=vectors[4_321]))
     assert hit.chunk.chunk_id == "p4321"
+    index.close()
+
+
+def test_edge_index_optimized_apart_keeps_the_contract(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shard swapped in by an optimise apart answers as the one it replaced."""
+    index = QdrantEdgeIndex.open(
+        tmp_path / "edge", dimension=DIM, metadata_keys=("lang",), optimize_apart_from=0
+    )
+    index.upsert([indexed(chunk) for chunk in ALL])
+    requests = [
+        IndexQuery(mode="vector", limit=4, dense=vector([0, 1, 0, 0])),
+        IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("tax deadlines")),
+        IndexQuery(
+            mode="hybrid",
+            limit=4,
+            dense=vector([0, 0, 1, 0]),
+            sparse=BM25.encode_query("fish ocean"),
+            filter=MetadataFilter(equals={"lang": "fr"}, acl_groups=("hr",)),
+        ),
+    ]
+    before = [ids(index.query(request)) for request in requests]
+    with caplog.at_level(logging.INFO, logger="retrieval.index.edge"):
+        index.optimize()  # the child process and the swap, whatever it finds to build
+    assert "optimized a copy" in caplog.text
+    assert [ids(index.query(request)) for request in requests] == before
+    assert index.count() == 4
+    assert index.delete(doc_id="animals") == 2
+    assert index.count() == 2
+    (tax,) = index.query(IndexQuery(mode="vector", limit=1, dense=vector([0, 0, 0, 1])))
+    assert tax.chunk.page == 3
+    assert tax.chunk.section == "Deadlines"
     index.close()
