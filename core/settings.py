@@ -71,6 +71,9 @@ class IndexSettings(Section):
     # wait for it: minutes at 1M chunks); needs free disk for one copy. Above the index's size:
     # in place. Measured in README "The embedded index at scale".
     optimize_apart_from: int = Field(default=20_000, ge=0)
+    # Edge: queries the engine runs at once; the others wait their turn in arrival order
+    # (each query already uses every core). 0: half the cores, at least one.
+    query_slots: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> IndexSettings:

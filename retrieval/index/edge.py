@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,6 +110,53 @@ class _Gate:
             with self._cond:
                 self._swapping = False
                 self._cond.notify_all()
+
+
+class _Turns:
+    """At most `slots` holders at a time, admitted strictly in the order they asked.
+
+    On 2 cores one query at a time already reaches the engine's throughput (326 queries/s at
+    200k chunks; 312 from 4 threads at once), so queries run side by side only queue inside
+    the engine, where the thread that just finished one usually starts its next before a
+    waiting thread is scheduled: from 4 threads, p50 3.4 ms but p95 52 ms. Taking turns in
+    arrival order keeps the throughput and makes every query wait only for those ahead of it
+    (p95 14 ms; README "The embedded index at scale").
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._lock = threading.Lock()
+        self._free = max(1, slots)
+        self._waiting: deque[threading.Event] = deque()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._lock:
+            mine = None
+            if self._free and not self._waiting:
+                self._free -= 1
+            else:
+                mine = threading.Event()
+                self._waiting.append(mine)
+        if mine is not None:
+            mine.wait()  # the slot is handed over to this thread by the release before
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._waiting:
+                    self._waiting.popleft().set()
+                else:
+                    self._free += 1
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+
+def engine_query_slots(configured: int) -> int:
+    """Queries the engine runs at once: as configured, or half the cores (0: automatic)."""
+    return configured if configured > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
 def _aside(path: Path, what: str) -> Path:
@@ -282,6 +330,7 @@ class QdrantEdgeIndex:
         path: Path,
         dimension: int,
         optimize_apart_from: int | None = None,
+        query_slots: int = 1,
     ) -> None:
         self._shard = shard
         self.path = path
@@ -289,6 +338,7 @@ class QdrantEdgeIndex:
         self.optimize_apart_from = optimize_apart_from
         self._write_lock = threading.Lock()
         self._gate = _Gate()  # queries share it; swapping in an optimised copy takes it whole
+        self._turns = _Turns(query_slots)  # queries enter the engine in arrival order
         self._closed = False
         self._maintained_at = 0  # points when `maintain` last optimised (or tried to)
 
@@ -300,11 +350,14 @@ class QdrantEdgeIndex:
         dimension: int,
         metadata_keys: Sequence[str] = (),
         optimize_apart_from: int | None = None,
+        query_slots: int = 0,
     ) -> QdrantEdgeIndex:
         """Load the shard at path, or create it; raise ConfigurationError on another dimension.
 
         optimize_apart_from: from this many points on, `optimize` works on a copy in a child
         process while this one goes on serving queries (None: always in place).
+        query_slots: queries the engine runs at once, the others waiting their turn in
+        arrival order (0: half the cores, at least one).
         """
         _recover_swap(path)
         stored = _edge_stored_dimension(path)
@@ -318,7 +371,13 @@ class QdrantEdgeIndex:
                 shard = edge.EdgeShard.create(str(path), _edge_config(dimension))
             else:
                 shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
-        index = cls(shard, path=path, dimension=dimension, optimize_apart_from=optimize_apart_from)
+        index = cls(
+            shard,
+            path=path,
+            dimension=dimension,
+            optimize_apart_from=optimize_apart_from,
+            query_slots=engine_query_slots(query_slots),
+        )
         remove_optimize_leftovers(path)  # not before: they were the owner process's until now
         try:
             index._ensure_payload_indexes(metadata_keys)
@@ -394,7 +453,7 @@ class QdrantEdgeIndex:
         """Best chunks first."""
         check_request(request)
         query = _edge_request(request)
-        with backend_errors(self.backend, "query"), self._reading() as shard:
+        with backend_errors(self.backend, "query"), self._turns.turn(), self._reading() as shard:
             hits = shard.query(query)
         return [
             scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request) for hit in hits
