@@ -451,13 +451,18 @@ class QdrantEdgeIndex:
 
     def query(self, request: IndexQuery) -> list[ScoredChunk]:
         """Best chunks first."""
-        check_request(request)
-        query = _edge_request(request)
-        with backend_errors(self.backend, "query"), self._turns.turn(), self._reading() as shard:
-            hits = shard.query(query)
-        return [
-            scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request) for hit in hits
-        ]
+        # the whole query takes its turn, building and conversion included: any Python work
+        # outside it lets the thread that just finished take the next turn before the waiting
+        # ones are scheduled (measured: the p95 from 4 threads stayed at 50 ms that way)
+        with self._turns.turn():
+            check_request(request)
+            query = _edge_request(request)
+            with backend_errors(self.backend, "query"), self._reading() as shard:
+                hits = shard.query(query)
+            return [
+                scored_chunk(hit.payload, hit.score, vector=hit.vector, request=request)
+                for hit in hits
+            ]
 
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in all or for one document (exact)."""
