@@ -390,8 +390,18 @@ def step(index: QdrantEdgeIndex, base: Base, start: int, stop: int, queries: int
     # two anchors: the shard as queries see it while the optimise runs (the batch's points
     # not yet in an HNSW graph), and the optimised shard after
     before = latencies(index, hybrid, 1)
+    index.last_optimize = {}
     batch_s, during = while_running(index, hybrid, index.optimize)
     idle = latencies(index, hybrid, 1)
+    # the optimise apart's phases, and each phase's queries (query k fell due k intervals in)
+    phases = {f"batch_{k}": v for k, v in index.last_optimize.items()}
+    if phases:
+        copied = phases["batch_copy_s"]
+        optimized = copied + phases["batch_child_s"]
+        spans = {"copy": (0.0, copied), "child": (copied, optimized), "swap": (optimized, 1e9)}
+        for phase, (begin, end) in spans.items():
+            ms = [m for k, m in enumerate(during) if begin <= k * INTERVAL_S < end]
+            phases[f"p95_during_{phase}_ms"] = percentile(ms, 0.95)
     return {
         "upserted": stop - start,
         "upsert_s": upsert_s,
@@ -406,7 +416,7 @@ def step(index: QdrantEdgeIndex, base: Base, start: int, stop: int, queries: int
         "idle_before_optimise_hybrid_t1_p95_ms": percentile(before, 0.95),
         "idle_hybrid_t1_p95_ms": percentile(idle, 0.95),
         "builder_vmhwm_bytes": memory()["VmHWM"],
-    }
+    } | phases
 
 
 def sizes(target: int) -> list[int]:
@@ -504,6 +514,14 @@ def print_row(row: dict[str, Any]) -> None:
         f"{row['idle_hybrid_acl_t1_p95_ms']:.2f}; "
         f"one document per call {row['delete_one_ms']:.1f} ms"
     )
+    if "batch_copy_s" in row:
+        print(
+            f"   the optimise apart: copy {row['batch_copy_s']:.1f} s (p95 "
+            f"{row['p95_during_copy_ms']:.2f} ms), child {row['batch_child_s']:.1f} s, stopped "
+            f"for queries {row['batch_child_stopped_s']:.1f} s of it, {row['batch_child_stops']:,} "
+            f"times (p95 {row['p95_during_child_ms']:.2f} ms), swap {row['batch_swap_s']:.2f} s "
+            f"(p95 from it on {row['p95_during_swap_ms']:.2f} ms)"
+        )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import qdrant_edge as edge
 from qdrant_client import QdrantClient
 
 from core.errors import (
@@ -33,6 +34,7 @@ from retrieval.index import (
     edge_index_path,
     open_index,
 )
+from retrieval.index.edge import _mapped
 from retrieval.sparse import Bm25Encoder
 
 DIM = 4
@@ -538,4 +540,38 @@ def test_edge_index_optimized_apart_keeps_the_contract(
     (tax,) = index.query(IndexQuery(mode="vector", limit=1, dense=vector([0, 0, 0, 1])))
     assert tax.chunk.page == 3
     assert tax.chunk.section == "Deadlines"
+    index.close()
+
+
+def test_edge_index_keyword_indexes_are_mapped_and_older_ones_rebuilt(tmp_path: Path) -> None:
+    """Filtered fields get memory-mapped keyword indexes; one in RAM (from before) is rebuilt."""
+    path = tmp_path / "edge"
+    index = QdrantEdgeIndex.open(path, dimension=DIM, metadata_keys=("lang",))
+    index.upsert([indexed(chunk) for chunk in ALL])
+    shard = index._live()
+    for key in ("acl_groups", "doc_id", "metadata.lang"):  # as an index made before this had them
+        shard.update(edge.UpdateOperation.delete_field_index(key))
+        shard.update(edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword))
+    assert shard.info().payload_schema["doc_id"].params is None  # in RAM, the engine's default
+    index.close()
+
+    index = QdrantEdgeIndex.open(path, dimension=DIM, metadata_keys=("lang",))
+    schema = index._live().info().payload_schema
+    assert {k for k, info in schema.items() if _mapped(info)} >= {
+        "acl_groups",
+        "doc_id",
+        "filepath",
+        "metadata.lang",
+    }
+    assert schema["doc_id"].points == 4  # rebuilt over every point
+    hybrid = IndexQuery(
+        mode="hybrid",
+        limit=4,
+        dense=vector([0, 0, 1, 0]),
+        sparse=BM25.encode_query("fish ocean"),
+        filter=MetadataFilter(equals={"lang": "fr"}, acl_groups=("hr",)),
+    )
+    assert ids(index.query(hybrid)) == ["fish"]
+    assert index.count(doc_id="animals") == 2
+    assert index.delete(doc_id="animals") == 2
     index.close()

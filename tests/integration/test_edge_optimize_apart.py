@@ -65,6 +65,9 @@ def test_optimize_apart_builds_the_index_while_queries_go_on(tmp_path: Path) -> 
 
     assert outcome == [True]
     assert answered_meanwhile > 0  # in place, the engine's optimise would have held them all
+    # the child was stopped for the queries that ran while it worked, and let go each time
+    assert index.last_optimize["child_stops"] > 0
+    assert 0 < index.last_optimize["child_stopped_s"] < index.last_optimize["child_s"]
     info = index._live().info()
     assert info.points_count == POINTS
     assert info.indexed_vectors_count == indexed_before + POINTS  # the swapped-in copy's HNSW
