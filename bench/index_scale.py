@@ -517,9 +517,9 @@ def print_row(row: dict[str, Any]) -> None:
     if "batch_copy_s" in row:
         print(
             f"   the optimise apart: copy {row['batch_copy_s']:.1f} s (p95 "
-            f"{row['p95_during_copy_ms']:.2f} ms), child {row['batch_child_s']:.1f} s, stopped "
-            f"for queries {row['batch_child_stopped_s']:.1f} s of it, {row['batch_child_stops']:,} "
-            f"times (p95 {row['p95_during_child_ms']:.2f} ms), swap {row['batch_swap_s']:.2f} s "
+            f"{row['p95_during_copy_ms']:.2f} ms), child {row['batch_child_s']:.1f} s on "
+            f"{row['batch_child_cpus']} cores (p95 {row['p95_during_child_ms']:.2f} ms), "
+            f"swap {row['batch_swap_s']:.2f} s "
             f"(p95 from it on {row['p95_during_swap_ms']:.2f} ms)"
         )
 

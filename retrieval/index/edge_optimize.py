@@ -1,9 +1,10 @@
-"""`python -m retrieval.index.edge_optimize PATH DIMENSION [PARENT_PID]`: an optimise apart's child.
+"""`python -m retrieval.index.edge_optimize PATH DIMENSION [PARENT_PID [CORES]]`: the child.
 
 QdrantEdgeIndex.optimize runs this on a copy of its shard, so that the engine's `optimize`,
-which holds the GIL throughout, holds this process's and not the one serving queries (which
-also stops this one while queries run: edge._Yielding). It dies with its parent, stopped or
-not. Prints "true" when the optimise changed anything, "false" when not.
+which holds the GIL throughout, holds this process's and not the one serving queries. It runs
+on CORES (comma-separated; all when empty), the ones queries leave free (edge.spare_cores),
+and dies with its parent. Prints "true" or "false" (whether the optimise changed anything),
+then how many cores it ran on.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def die_with_parent(parent: int) -> None:
 def main() -> None:
     if len(sys.argv) > 3:
         die_with_parent(int(sys.argv[3]))
-    changed = optimize_copy(Path(sys.argv[1]), int(sys.argv[2]))
-    print("true" if changed else "false")
+    cores = [int(c) for c in sys.argv[4].split(",") if c] if len(sys.argv) > 4 else []
+    changed = optimize_copy(Path(sys.argv[1]), int(sys.argv[2]), cores)
+    ran_on = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    print("true" if changed else "false", ran_on)
 
 
 if __name__ == "__main__":
