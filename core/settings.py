@@ -72,7 +72,8 @@ class IndexSettings(Section):
     # in place. Measured in README "The embedded index at scale".
     optimize_apart_from: int = Field(default=20_000, ge=0)
     # Edge: queries the engine runs at once; the others wait their turn in arrival order
-    # (each query already uses every core). 0: half the cores, at least one.
+    # (each query already uses every core). 0: half the cores, at least one. An optimise
+    # apart runs on the cores past the first query_slots (all of them on one core).
     query_slots: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
