@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from retrieval.index import QdrantEdgeIndex
 from retrieval.index.edge import CHILD_MODULE, spare_cores
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -21,13 +20,6 @@ def _state(pid: int) -> str:
     """The process's state letter (T: stopped, Z: ended, waiting to be reaped)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.002)
 
 
 def test_spare_cores_leave_the_query_slots_their_cores() -> None:
@@ -72,4 +64,4 @@ def test_the_child_dies_with_its_parent_even_when_stopped(tmp_path: Path) -> Non
         [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=60
     )
     pid = int(parent.stdout.split()[0])
-    _wait_until(lambda: not Path(f"/proc/{pid}").exists() or _state(pid) == "Z")
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _state(pid) == "Z")

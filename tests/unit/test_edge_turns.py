@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from retrieval.index.edge import _Turns, engine_query_slots
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
+from tests.support.waiting import wait_until
 
 
 def test_waiting_queries_are_admitted_in_arrival_order() -> None:
@@ -34,12 +27,12 @@ def test_waiting_queries_are_admitted_in_arrival_order() -> None:
 
     threads = [threading.Thread(target=first)]
     threads[0].start()
-    _wait_until(lambda: admitted == [0])
+    wait_until(lambda: admitted == [0])
     for n in range(1, 6):  # each one queued before the next asks
         thread = threading.Thread(target=later, args=(n,))
         thread.start()
         threads.append(thread)
-        _wait_until(lambda n=n: turns.waiting == n)
+        wait_until(lambda n=n: turns.waiting == n)
     release_first.set()
     for thread in threads:
         thread.join(5)
