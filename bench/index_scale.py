@@ -322,6 +322,8 @@ def serve(path: Path, base_docs: int, queries: int, delete_from: int) -> dict[st
         "open_s": opened,
         "cold_start_s": time.perf_counter() - started,
         "chunks": index.count(),
+        # searched in parallel, one core each (index.segments; the appendable one included)
+        "segments": index.segment_count(),
     }
     for mode in MODES:
         for label, flt in (("", None), ("_acl", acl)):
@@ -490,7 +492,8 @@ def print_row(row: dict[str, Any]) -> None:
         f"\n== {row['chunks']:,} chunks: upsert {row['upsert_per_s']:,.0f}/s, "
         f"optimise {row['optimise_s']:.1f} s, disk {row['disk_bytes_per_chunk']:,.0f} B/chunk "
         f"({row['disk_beyond_vectors_per_chunk']:,.0f} beyond the vectors' "
-        f"{row['vector_bytes_per_chunk']:,.0f}), cold start {row['cold_start_s']:.2f} s",
+        f"{row['vector_bytes_per_chunk']:,.0f}), cold start {row['cold_start_s']:.2f} s, "
+        f"{row['segments']} segments",
         flush=True,
     )
     print(

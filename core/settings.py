@@ -75,6 +75,9 @@ class IndexSettings(Section):
     # (each query already uses every core). 0: half the cores, at least one. An optimise
     # apart runs on the cores past the first query_slots (all of them on one core).
     query_slots: int = Field(default=0, ge=0)
+    # Edge: indexed segments a shard keeps; the engine searches them in parallel, one core
+    # each, so a query uses that many cores. 0: one per core.
+    segments: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> IndexSettings:

@@ -129,6 +129,7 @@ def open_index(settings: Settings, name: str, *, dimension: int) -> VectorIndex:
         metadata_keys=keys,
         optimize_apart_from=settings.index.optimize_apart_from,
         query_slots=settings.index.query_slots,
+        segments=settings.index.segments,
     )
 
 

@@ -167,6 +167,20 @@ def spare_cores(query_slots: int) -> list[int]:
     return cores[query_slots:] if len(cores) > query_slots else []
 
 
+def engine_segments(configured: int) -> int:
+    """Indexed segments a shard keeps: as configured, or one per core (0: automatic).
+
+    The engine searches a shard's segments in parallel on its search pool, each segment on one
+    core, and the binding holds the GIL for the whole query, so queries run one after another:
+    with the whole shard in one segment a query used one core of two and left the other idle
+    (README "The embedded index at scale").
+    """
+    if configured > 0:
+        return configured
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+    return max(1, len(cores) or os.cpu_count() or 1)
+
+
 def engine_query_slots(configured: int) -> int:
     """Queries the engine runs at once: as configured, or half the cores (0: automatic)."""
     return configured if configured > 0 else max(1, (os.cpu_count() or 2) // 2)
@@ -200,7 +214,7 @@ def remove_optimize_leftovers(path: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def optimize_copy(path: Path, dimension: int, cores: Sequence[int] = ()) -> bool:
+def optimize_copy(path: Path, dimension: int, cores: Sequence[int] = (), segments: int = 1) -> bool:
     """Optimise the shard at path in this process (the child of an optimise apart).
 
     It runs on `cores` only (all where empty; see spare_cores) and in the idle scheduling
@@ -212,7 +226,7 @@ def optimize_copy(path: Path, dimension: int, cores: Sequence[int] = ()) -> bool
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux: the lowest niceness instead
         os.nice(OPTIMIZE_NICE)
-    shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
+    shard = edge.EdgeShard.load(str(path), _edge_config(dimension, segments))
     try:
         changed = shard.optimize()
         shard.flush()
@@ -221,13 +235,19 @@ def optimize_copy(path: Path, dimension: int, cores: Sequence[int] = ()) -> bool
     return bool(changed)
 
 
-def _edge_config(dimension: int) -> edge.EdgeConfig:
+def _edge_config(dimension: int, segments: int = 1) -> edge.EdgeConfig:
     return edge.EdgeConfig(
         vectors={DENSE: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)},
         sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
-        # BM25's IDF counts deleted points until their segment is vacuumed: `optimize` vacuums
-        # any segment with 2% deleted (the engine's default waits for 20% and 1,000 vectors)
-        optimizers=edge.EdgeOptimizersConfig(deleted_threshold=0.02, vacuum_min_vector_number=0),
+        optimizers=edge.EdgeOptimizersConfig(
+            # BM25's IDF counts deleted points until their segment is vacuumed: `optimize`
+            # vacuums any segment with 2% deleted (the engine's default waits for 20%)
+            deleted_threshold=0.02,
+            vacuum_min_vector_number=0,
+            # `segments` indexed ones (see engine_segments) + the appendable one writes go to;
+            # past that the engine merges the smallest, so they stay of like size
+            default_segment_number=segments + 1,
+        ),
     )
 
 
@@ -355,6 +375,7 @@ class QdrantEdgeIndex:
         dimension: int,
         optimize_apart_from: int | None = None,
         query_slots: int = 1,
+        segments: int = 1,
     ) -> None:
         self._shard = shard
         self.path = path
@@ -364,6 +385,7 @@ class QdrantEdgeIndex:
         self._gate = _Gate()  # queries share it; swapping in an optimised copy takes it whole
         self._turns = _Turns(query_slots)  # queries enter the engine in arrival order
         self.query_slots = query_slots
+        self.segments = segments
         self.last_optimize: dict[str, float] = {}  # phases of the last optimise apart
         self._closed = False
         self._maintained_at = 0  # points when `maintain` last optimised (or tried to)
@@ -377,6 +399,7 @@ class QdrantEdgeIndex:
         metadata_keys: Sequence[str] = (),
         optimize_apart_from: int | None = None,
         query_slots: int = 0,
+        segments: int = 0,
     ) -> QdrantEdgeIndex:
         """Load the shard at path, or create it; raise ConfigurationError on another dimension.
 
@@ -384,8 +407,10 @@ class QdrantEdgeIndex:
         process while this one goes on serving queries (None: always in place).
         query_slots: queries the engine runs at once, the others waiting their turn in
         arrival order (0: half the cores, at least one).
+        segments: indexed segments the shard keeps, searched in parallel (0: one per core).
         """
         _recover_swap(path)
+        config = _edge_config(dimension, engine_segments(segments))
         stored = _edge_stored_dimension(path)
         if stored is not None and stored != dimension:
             raise ConfigurationError(
@@ -394,15 +419,16 @@ class QdrantEdgeIndex:
             )
         with backend_errors(cls.backend, f"open the shard at {path}"), _held_elsewhere(path):
             if stored is None:
-                shard = edge.EdgeShard.create(str(path), _edge_config(dimension))
+                shard = edge.EdgeShard.create(str(path), config)
             else:
-                shard = edge.EdgeShard.load(str(path), _edge_config(dimension))
+                shard = edge.EdgeShard.load(str(path), config)
         index = cls(
             shard,
             path=path,
             dimension=dimension,
             optimize_apart_from=optimize_apart_from,
             query_slots=engine_query_slots(query_slots),
+            segments=engine_segments(segments),
         )
         remove_optimize_leftovers(path)  # not before: they were the owner process's until now
         try:
@@ -500,6 +526,11 @@ class QdrantEdgeIndex:
                 for hit in hits
             ]
 
+    def segment_count(self) -> int:
+        """Segments of the shard: the indexed ones and the appendable one writes go to."""
+        with backend_errors(self.backend, "read shard info"), self._reading() as shard:
+            return int(shard.info().segments_count)
+
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in all or for one document (exact)."""
         request = edge.CountRequest(exact=True, filter=_edge_doc_filter(doc_id))
@@ -536,7 +567,7 @@ class QdrantEdgeIndex:
             cores = spare_cores(self.query_slots)
             command = [sys.executable, "-m", CHILD_MODULE, str(work), str(self.dimension)]
             child = subprocess.run(
-                [*command, str(os.getpid()), ",".join(map(str, cores))],
+                [*command, str(os.getpid()), ",".join(map(str, cores)), str(self.segments)],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -678,7 +709,8 @@ class QdrantEdgeIndex:
 
     def _load(self) -> edge.EdgeShard:
         with _held_elsewhere(self.path):
-            return edge.EdgeShard.load(str(self.path), _edge_config(self.dimension))
+            config = _edge_config(self.dimension, self.segments)
+            return edge.EdgeShard.load(str(self.path), config)
 
     @contextmanager
     def _reading(self) -> Iterator[edge.EdgeShard]:

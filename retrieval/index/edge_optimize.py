@@ -1,9 +1,10 @@
-"""`python -m retrieval.index.edge_optimize PATH DIMENSION [PARENT_PID [CORES]]`: the child.
+"""`python -m retrieval.index.edge_optimize PATH DIMENSION [PARENT_PID [CORES [SEGMENTS]]]`.
 
 QdrantEdgeIndex.optimize runs this on a copy of its shard, so that the engine's `optimize`,
 which holds the GIL throughout, holds this process's and not the one serving queries. It runs
 on CORES (comma-separated; all when empty), the ones queries leave free (edge.spare_cores),
-and dies with its parent. Prints "true" or "false" (whether the optimise changed anything),
+keeps SEGMENTS indexed segments (edge.engine_segments; 1 when not given) and dies with
+its parent. Prints "true" or "false" (whether the optimise changed anything),
 then how many cores it ran on.
 """
 
@@ -35,7 +36,8 @@ def main() -> None:
     if len(sys.argv) > 3:
         die_with_parent(int(sys.argv[3]))
     cores = [int(c) for c in sys.argv[4].split(",") if c] if len(sys.argv) > 4 else []
-    changed = optimize_copy(Path(sys.argv[1]), int(sys.argv[2]), cores)
+    segments = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    changed = optimize_copy(Path(sys.argv[1]), int(sys.argv[2]), cores, segments)
     ran_on = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     print("true" if changed else "false", ran_on)
 

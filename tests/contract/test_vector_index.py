@@ -575,3 +575,27 @@ def test_edge_index_keyword_indexes_are_mapped_and_older_ones_rebuilt(tmp_path: 
     assert index.count(doc_id="animals") == 2
     assert index.delete(doc_id="animals") == 2
     index.close()
+
+
+def test_edge_index_keeps_its_segments_through_optimises_apart(tmp_path: Path) -> None:
+    """`segments` indexed segments survive each optimise (the child's too), smallest merged."""
+    # the first two rounds optimise in place, the third apart (in the child)
+    index = QdrantEdgeIndex.open(
+        tmp_path / "edge", dimension=384, optimize_apart_from=20_000, segments=2
+    )
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(3 * 7_000, 384)).astype(np.float32)  # 10.3 MB a round: indexed
+    sparse = BM25.encode_document("text")
+    counts = []
+    for start in range(0, len(vectors), 7_000):
+        chunks = [make_chunk(f"p{i}", "bulk", f"text {i}") for i in range(start, start + 7_000)]
+        index.upsert([IndexedChunk(c, vectors[start + j], sparse) for j, c in enumerate(chunks)])
+        assert index.optimize() is True
+        counts.append(index.segment_count())
+    assert counts == [2, 3, 3]  # the indexed ones and the (empty) appendable one
+    assert index._live().info().indexed_vectors_count >= len(vectors)
+    assert index.last_optimize  # the third round's optimise ran apart
+    for i in (17, 7_017, 14_017):  # one of each round, wherever the merges put it
+        (hit,) = index.query(IndexQuery(mode="vector", limit=1, dense=vectors[i]))
+        assert hit.chunk.chunk_id == f"p{i}"
+    index.close()

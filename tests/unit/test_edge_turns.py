@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
-from retrieval.index.edge import _Turns, engine_query_slots
+from retrieval.index.edge import _Turns, engine_query_slots, engine_segments
 from tests.support.waiting import wait_until
 
 
@@ -79,3 +80,8 @@ def test_configured_slots_are_taken_as_given(configured: int, expected: int) -> 
 
 def test_automatic_slots_are_half_the_cores_and_at_least_one() -> None:
     assert engine_query_slots(0) >= 1
+
+
+def test_segments_are_as_configured_or_one_per_core() -> None:
+    assert engine_segments(3) == 3
+    assert engine_segments(0) == len(os.sched_getaffinity(0))
