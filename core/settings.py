@@ -71,12 +71,13 @@ class IndexSettings(Section):
     # wait for it: minutes at 1M chunks); needs free disk for one copy. Above the index's size:
     # in place. Measured in README "The embedded index at scale".
     optimize_apart_from: int = Field(default=20_000, ge=0)
-    # Edge: queries the engine runs at once; the others wait their turn in arrival order
-    # (each query already uses every core). 0: half the cores, at least one. An optimise
-    # apart runs on the cores past the first query_slots (all of them on one core).
+    # Edge: queries the engine runs at once; the others wait their turn in arrival order (the
+    # engine runs one query at a time on a shard anyway: a query's parallelism is the shard's
+    # segments, below). 0: half the cores, at least one. An optimise apart runs on the cores
+    # past the first query_slots (all of them on one core).
     query_slots: int = Field(default=0, ge=0)
     # Edge: indexed segments a shard keeps; the engine searches them in parallel, one core
-    # each, so a query uses that many cores. 0: one per core.
+    # each, so a query uses that many cores (it runs one query at a time). 0: one per core.
     segments: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")

@@ -170,10 +170,11 @@ def spare_cores(query_slots: int) -> list[int]:
 def engine_segments(configured: int) -> int:
     """Indexed segments a shard keeps: as configured, or one per core (0: automatic).
 
-    The engine searches a shard's segments in parallel on its search pool, each segment on one
-    core, and the binding holds the GIL for the whole query, so queries run one after another:
-    with the whole shard in one segment a query used one core of two and left the other idle
-    (README "The embedded index at scale").
+    The engine runs one query at a time on a shard (two threads querying one shard reach the
+    throughput of one, at one CPU second per second, though the GIL is free meanwhile) and
+    searches the shard's segments in parallel on its search pool, one core each: with the whole
+    shard in one segment a query used one core of two and left the other idle (README "The
+    embedded index at scale").
     """
     if configured > 0:
         return configured
@@ -235,6 +236,9 @@ def optimize_copy(path: Path, dimension: int, cores: Sequence[int] = (), segment
     return bool(changed)
 
 
+MAX_SEGMENT_KB = 2**40
+
+
 def _edge_config(dimension: int, segments: int = 1) -> edge.EdgeConfig:
     return edge.EdgeConfig(
         vectors={DENSE: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)},
@@ -247,6 +251,9 @@ def _edge_config(dimension: int, segments: int = 1) -> edge.EdgeConfig:
             # `segments` indexed ones (see engine_segments) + the appendable one writes go to;
             # past that the engine merges the smallest, so they stay of like size
             default_segment_number=segments + 1,
+            # no cap on a merged segment (KB): the engine's default, 256 MB per indexing
+            # thread (~170k chunks for the child on one core), left 4-6 segments at 500k-1M
+            max_segment_size=MAX_SEGMENT_KB,
         ),
     )
 
