@@ -2,12 +2,13 @@
 
 Reads an Edge shard that `ondata eval retrieval` (or bench.tune_scifact) built: the chunks'
 text and dense vectors. BM25 is recomputed from the text as Qdrant scores it (saturated TF
-times IDF over the chunks), so each variant costs seconds: the old fixed mean length of 256
-with unit query weights, the index's own mean length with query-term counts (today's
-default), other k1/b. Hybrid runs fuse the two chunk lists as Qdrant does (300 candidates a
-side, fused at chunk level, documents by their best chunk): DBSF, RRF k in {10, 30, 60},
-min-max convex alpha in {0.4, 0.5, 0.6}. Prints one JSON line per run. Choose on a train split;
-a test split only reports. Usage:
+times IDF), so each variant costs seconds: the old fixed mean length of 256 with unit query
+weights (first), the index's own mean length with query-term counts and IDF over chunks
+(before) or over documents (today's default, retrieval/term_statistics.py), other k1/b.
+Hybrid runs fuse the two chunk lists as Qdrant does (300 candidates a side, fused at chunk
+level, documents by their best chunk): DBSF, RRF k in {10, 30, 60}, min-max convex alpha in
+{0.4, 0.5, 0.6}. Prints one JSON line per run. Choose on a train split; a test split only
+reports. Usage:
     .venv/bin/python -m bench.fusion_rules --dataset ../shared/datasets/scifact --split train \
         --shard <data_dir>/eval-cache/scifact-<key>/indexes/corpus
 """
@@ -38,7 +39,9 @@ Qdrant prefetches max(candidates, limit) a side."""
 class Bm25:
     """Term counts of every chunk, from which BM25 weights are made for any k1, b, mean."""
 
-    def __init__(self, texts: list[str], encoder: Bm25Encoder) -> None:
+    def __init__(
+        self, texts: list[str], encoder: Bm25Encoder, owners: npt.NDArray[np.int64] | None = None
+    ) -> None:
         self.encoder = encoder
         self.vocab: dict[int, int] = {}
         rows, cols, counts = [], [], []
@@ -52,19 +55,29 @@ class Bm25:
         self.lengths = np.asarray(self.tf.sum(axis=1)).ravel()
         df = np.diff(self.tf.tocsc().indptr)
         self.idf = np.log((len(texts) - df + 0.5) / (df + 0.5) + 1)
+        self.document_idf = self.idf
+        if owners is not None:  # a term's document frequency: documents holding it
+            held = self.tf.tocoo()
+            pairs = np.unique(owners[held.row].astype(np.int64) << 32 | held.col.astype(np.int64))
+            doc_df = np.bincount(pairs & 0xFFFFFFFF, minlength=len(self.vocab))
+            docs = len(np.unique(owners))
+            self.document_idf = np.log((docs - doc_df + 0.5) / (doc_df + 0.5) + 1)
 
     def weights(self, k1: float, b: float, avg_len: float) -> sp.csr_matrix:
         m = self.tf.tocoo(copy=True)
         m.data = m.data * (k1 + 1) / (m.data + k1 * (1 - b + b * self.lengths[m.row] / avg_len))
         return m.tocsr()
 
-    def scores(self, weights: sp.csr_matrix, query: str, *, counts: bool) -> Array:
+    def scores(
+        self, weights: sp.csr_matrix, query: str, *, counts: bool, documents: bool = False
+    ) -> Array:
         w = np.zeros(len(self.vocab))
         v = self.encoder.term_counts(query)
         for term, count in zip(v.indices, v.values, strict=True):
             if term in self.vocab:
                 w[self.vocab[term]] = count if counts else 1.0
-        return np.asarray(weights @ (w * self.idf)).ravel()
+        idf = self.document_idf if documents else self.idf
+        return np.asarray(weights @ (w * idf)).ravel()
 
 
 def documents(corpus: Corpus, chunk_scores: Array, kept: npt.NDArray[np.bool_]) -> list[str]:
@@ -74,8 +87,10 @@ def documents(corpus: Corpus, chunk_scores: Array, kept: npt.NDArray[np.bool_]) 
 
 
 def _dbsf(values: Array) -> Array:
-    mean, spread = values.mean(), 3 * values.std()
-    return np.clip((values - mean + spread) / (2 * spread + 1e-12), 0, 1)
+    """Qdrant's DBSF normalisation: mean ± 3 sample standard deviations to 0..1, unclipped (a
+    score beyond 3 deviations goes past 1, as in the engine; clipping it cost 0.04 on train)."""
+    mean, spread = values.mean(), 3 * values.std(ddof=1)
+    return (values - mean + spread) / (2 * spread + 1e-12)
 
 
 def _minmax(values: Array) -> Array:
@@ -112,7 +127,7 @@ def main() -> None:
     configure_offline_environment()
     dataset = load_beir(args.dataset, split=args.split)
     corpus = load_corpus(args.shard)
-    bm25 = Bm25(corpus.texts, Bm25Encoder())
+    bm25 = Bm25(corpus.texts, Bm25Encoder(), corpus.owner)
     mean = float(bm25.lengths.mean())
     qids = list(dataset.queries)
     vectors = make_embedder(Settings().embedding).embed([dataset.queries[q] for q in qids])
@@ -122,9 +137,13 @@ def main() -> None:
     }
     everything = np.ones(len(corpus.texts), dtype=bool)
 
-    def keyword(k1: float, b: float, avg_len: float, counts: bool) -> dict[str, Array]:
+    def keyword(
+        k1: float, b: float, avg_len: float, counts: bool, documents: bool = True
+    ) -> dict[str, Array]:
         w = bm25.weights(k1, b, avg_len)
-        return {q: bm25.scores(w, dataset.queries[q], counts=counts) for q in qids}
+        return {
+            q: bm25.scores(w, dataset.queries[q], counts=counts, documents=documents) for q in qids
+        }
 
     def each(lists: dict[str, Array]) -> dict[str, list[str]]:
         return {q: documents(corpus, lists[q], everything) for q in qids}
@@ -134,16 +153,17 @@ def main() -> None:
 
     print(json.dumps({"chunks": len(corpus.texts), "mean_chunk_length": round(mean, 1)}))
     report(dataset, "vector (MaxP)", each(dense))
-    for k1, b, avg, counts, name in (
-        (1.2, 0.75, 256.0, False, "mean 256, unit query weights (before)"),
-        (1.2, 0.75, mean, False, "index mean, unit query weights"),
-        (1.2, 0.75, 256.0, True, "mean 256, query term counts"),
-        (1.5, 0.75, mean, True, "index mean, counts, k1 1.5"),
-        (0.9, 0.4, mean, True, "index mean, counts, k1 0.9 b 0.4"),
+    for k1, b, avg, counts, docs, name in (
+        (1.2, 0.75, 256.0, False, False, "mean 256, unit query weights, chunk IDF (first)"),
+        (1.2, 0.75, mean, False, False, "index mean, unit query weights, chunk IDF"),
+        (1.2, 0.75, 256.0, True, False, "mean 256, query term counts, chunk IDF"),
+        (1.2, 0.75, mean, True, False, "index mean, counts, chunk IDF (before)"),
+        (1.5, 0.75, mean, True, True, "index mean, counts, document IDF, k1 1.5"),
+        (0.9, 0.4, mean, True, True, "index mean, counts, document IDF, k1 0.9 b 0.4"),
     ):
-        report(dataset, f"keyword: {name}", each(keyword(k1, b, avg, counts)))
+        report(dataset, f"keyword: {name}", each(keyword(k1, b, avg, counts, docs)))
     new = keyword(1.2, 0.75, mean, counts=True)
-    report(dataset, "keyword: index mean, query term counts (default)", each(new))
+    report(dataset, "keyword: index mean, counts, document IDF (default)", each(new))
     fusions = [("dbsf", 0.5), ("rrf", 10), ("rrf", 30), ("rrf", 60)]
     fusions += [("minmax", 0.4), ("minmax", 0.5), ("minmax", 0.6)]
     for how, param in fusions:

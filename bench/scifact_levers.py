@@ -39,6 +39,7 @@ from core.settings import Settings, configure_offline_environment
 from evaluation.datasets import BeirDataset, load_beir
 from retrieval.embedders import make_embedder
 from retrieval.index import DENSE, SENTENCE_VECTORS
+from retrieval.index.points import payload_fields
 from retrieval.sentences import decode_sentence_vectors
 from retrieval.sparse import Bm25Encoder
 
@@ -75,7 +76,7 @@ def load_corpus(path: Path, doc_row: dict[str, int] | None = None) -> Corpus:
             )
             records, offset = shard.scroll(request)
             for r in records:
-                p = r.payload or {}
+                p = payload_fields(r.payload or {})
                 vector = np.asarray(r.vector[DENSE], dtype=np.float64)  # type: ignore[index]
                 stored = p.get(SENTENCE_VECTORS)
                 sentences = decode_sentence_vectors(stored, len(vector)) if stored else None

@@ -11,7 +11,9 @@ fixed parameters (k1 1.2, b 0.75, mean length 256), which is what `refresh` assu
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -20,10 +22,14 @@ from core.models import SparseVector
 from core.settings import RetrievalSettings
 from retrieval.index import VectorIndex
 from retrieval.sparse import DEFAULT_AVG_LEN, DEFAULT_B, DEFAULT_K1, Bm25Encoder
+from retrieval.term_statistics import BLOB_NAME as TERMS_BLOB
+from retrieval.term_statistics import TermTable
 
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "bm25"
+TERMS_METADATA_KEY = "bm25_terms"
+"""Metadata of the index's term table blob: its tokenizer, chunk count and digest."""
 TEXT_FIELD = "embed_text"
 """The payload field every chunk's sparse vector is encoded from (ingest/pipeline.py)."""
 MEASURE_SAMPLE = 20_000
@@ -121,45 +127,100 @@ class CorpusBm25:
         return self._encoder.encode_document(text)
 
     def refresh(self) -> bool:
-        """Re-encode the stored sparse vectors if they no longer fit the index (blocking).
+        """Re-encode the stored sparse vectors if they no longer fit the index, and keep its
+        term table (document frequencies, retrieval/term_statistics.py) current (blocking).
 
         Returns whether it re-encoded. Measures the mean length (under `corpus`) on at most
-        `sample` chunks, and reads every chunk's text only to re-encode.
+        `sample` chunks, and reads every chunk's text only to re-encode or, past `sample`
+        chunks, to rebuild a term table the index has outgrown by the tolerance.
         """
-        chunks, tokens = self._measure()
+        chunks, tokens, table = self._measure()
         wanted = self._wanted(chunks, tokens)
-        if chunks == 0 or self._encoding.serves(wanted, tolerance=self._params.tolerance):
-            return False
-        encoder = wanted.encoder()
-        self._index.update_sparse(list(self._encoded(encoder)))
+        reencoded = False
+        if chunks and not self._encoding.serves(wanted, tolerance=self._params.tolerance):
+            encoder = wanted.encoder()
+            self._index.update_sparse(list(self._encoded(encoder)))
+            self._index.write_metadata(
+                {METADATA_KEY: asdict(wanted) | {"chunks": chunks, "tokens": tokens}}
+            )
+            logger.info(
+                "re-encoded BM25 of %d chunks: avg_len %.1f -> %.1f",
+                chunks,
+                self._encoding.avg_len,
+                wanted.avg_len,
+            )
+            self._encoding, self._encoder = wanted, encoder
+            reencoded = True
+        self._refresh_terms(chunks, table)
+        return reencoded
+
+    def _refresh_terms(self, chunks: int, table: TermTable | None) -> None:
+        """Write the term table: the exact one measured (a small index), or, for a large
+        one, a full rebuild once the stored table is off by more than the tolerance."""
+        key = self._tokenizer_key()
+        stored = self._index.read_metadata().get(TERMS_METADATA_KEY)
+        if table is None:
+            current = (
+                isinstance(stored, dict)
+                and stored.get("tokenizer") == key
+                and abs(int(stored.get("chunks", -1)) - chunks)
+                <= self._params.tolerance * max(chunks, 1)
+            )
+            if current:
+                return
+            table = TermTable.build(
+                (
+                    (doc_id, self._encoder.term_counts(text).indices)
+                    for doc_id, text in self._texts()
+                ),
+                encoding_version=key,
+            )
+        data = table.to_bytes()
+        if isinstance(stored, dict) and stored.get("digest") == _digest(data):
+            return
+        self._index.write_blob(TERMS_BLOB, data)
         self._index.write_metadata(
-            {METADATA_KEY: asdict(wanted) | {"chunks": chunks, "tokens": tokens}}
+            {
+                TERMS_METADATA_KEY: {
+                    "tokenizer": key,
+                    "chunks": table.chunks,
+                    "documents": table.documents,
+                    "terms": len(table.terms),
+                    "digest": _digest(data),
+                }
+            }
         )
         logger.info(
-            "re-encoded BM25 of %d chunks: avg_len %.1f -> %.1f",
-            chunks,
-            self._encoding.avg_len,
-            wanted.avg_len,
+            "BM25 term table: %d terms over %d documents, %d chunks",
+            len(table.terms),
+            table.documents,
+            table.chunks,
         )
-        self._encoding, self._encoder = wanted, encoder
-        return True
 
-    def _measure(self) -> tuple[int, int]:
-        """The chunk count, and their total length: exact up to `sample` chunks, beyond that
-        scaled from the first `sample` in scroll order, which is point-id order, and point ids
-        are hashes of the chunk ids: a uniform sample. The mean of 20,000 lengths is within
-        ~1% of the whole's, against the 10% tolerance; reading all texts after every ingestion
-        would cost minutes at 1M chunks (bench/index_scale.py)."""
+    def _tokenizer_key(self) -> int:
+        """What the term ids depend on: the tokenizer (language, encoding version)."""
+        return zlib.crc32(f"{self._encoding.language}:{ENCODING_VERSION}".encode())
+
+    def _measure(self) -> tuple[int, int, TermTable | None]:
+        """The chunk count, their total length, and the term table when every chunk was read:
+        exact up to `sample` chunks, beyond that scaled from the first `sample` in scroll
+        order, which is point-id order, and point ids are hashes of the chunk ids: a uniform
+        sample (and no table). The mean of 20,000 lengths is within ~1% of the whole's,
+        against the 10% tolerance; reading all texts after every ingestion would cost minutes
+        at 1M chunks (bench/index_scale.py)."""
         seen = tokens = 0
-        for _, text in self._texts():
+        rows: list[tuple[str, tuple[int, ...]]] = []
+        for doc_id, text in self._texts():
+            counts = self._encoder.term_counts(text)
             seen += 1
-            tokens += self._encoder.length(text)
+            tokens += int(sum(counts.values))
+            rows.append((doc_id, counts.indices))
             if seen >= self._sample:
                 break
         if seen < self._sample:
-            return seen, tokens
+            return seen, tokens, TermTable.build(rows, encoding_version=self._tokenizer_key())
         chunks = self._index.count()
-        return chunks, round(tokens * chunks / seen)
+        return chunks, round(tokens * chunks / seen), None
 
     def _wanted(self, chunks: int, tokens: int) -> Encoding:
         p = self._params
@@ -168,9 +229,14 @@ class CorpusBm25:
         return Encoding(k1=p.k1, b=p.b, language=p.language, avg_len=avg_len)
 
     def _encoded(self, encoder: Bm25Encoder) -> Iterator[tuple[str, SparseVector]]:
-        for point, text in self._texts():
-            yield point, encoder.encode_document(text)
+        for point, payload in self._index.scan_payload([TEXT_FIELD]):
+            yield point, encoder.encode_document(str(payload.get(TEXT_FIELD) or ""))
 
     def _texts(self) -> Iterator[tuple[str, str]]:
-        for point, payload in self._index.scan_payload([TEXT_FIELD]):
-            yield point, str(payload.get(TEXT_FIELD) or "")
+        """Every chunk's document id and text."""
+        for point, payload in self._index.scan_payload([TEXT_FIELD, "doc_id"]):
+            yield str(payload.get("doc_id") or point), str(payload.get(TEXT_FIELD) or "")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -10,7 +10,9 @@ vectors, and an Edge shard restored from a server snapshot keeps working.
 Documents get BM25 term-frequency saturation ``tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len))``
 where ``len`` counts the tokens kept after stopword removal; a query term weighs its count in
 the query (as Lucene and bm25s score a repeated term; unit weights lost 0.06 nDCG@10 on CISI's
-long questions). IDF is applied by Qdrant at query time (sparse vector ``Modifier.IDF``).
+long questions). IDF is applied by Qdrant at query time (sparse vector ``Modifier.IDF``),
+over chunks; each index's term table turns it into IDF over documents
+(retrieval/term_statistics.py).
 
 ``avg_len`` must be the index's own mean chunk length: `CorpusBm25` keeps it so, measuring the
 index after writes and re-encoding the stored sparse vectors from the chunks' text when the

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qdrant_client import QdrantClient
@@ -37,11 +39,23 @@ from retrieval.index.types import (
     IndexedChunk,
     IndexQuery,
     MetadataFilter,
+    check_blob_name,
 )
+from retrieval.term_statistics import BLOB_NAME, DocumentIdf
 
 logger = logging.getLogger(__name__)
 
 _UPSERT_BATCH = 256
+BLOB_SUFFIX = ".ondata-blobs"
+"""The companion collection of an index's blobs: <collection>.ondata-blobs (an index name
+cannot hold a '.', so it is nobody's index)."""
+BLOB_PART = 1 << 20
+"""Bytes of a blob per point (base64 in the payload: ~1.4 MB a request)."""
+_BLOB_NAMESPACE = uuid.UUID("0b5e2c61-3f4d-5a8e-a7c9-2d6f1e8b4c30")
+
+
+def _blob_point(name: str, part: int) -> str:
+    return str(uuid.uuid5(_BLOB_NAMESPACE, f"{name}#{part}"))
 
 
 def _server_match(key: str, value: FilterValue) -> qm.FieldCondition:
@@ -137,6 +151,10 @@ class QdrantServerIndex:
         self.collection = collection
         self.dimension = dimension
         self._owns_client = owns_client
+        self._blobs = f"{collection}{BLOB_SUFFIX}"
+        self._idf = DocumentIdf(
+            lambda: self.read_blob(BLOB_NAME), lambda: self._blob_stamp(BLOB_NAME)
+        )
 
     @classmethod
     def open(
@@ -244,7 +262,7 @@ class QdrantServerIndex:
     def query(self, request: IndexQuery) -> list[ScoredChunk]:
         """Best chunks first."""
         check_request(request)
-        q = _server_query(request)
+        q = _server_query(replace(request, sparse=self._idf.query_weights(request.sparse)))
         with backend_errors(self.backend, "query"):
             response = self._client.query_points(
                 self.collection,
@@ -315,6 +333,66 @@ class QdrantServerIndex:
         with backend_errors(self.backend, "write collection metadata"):
             self._client.update_collection(self.collection, metadata=values)
 
+    def read_blob(self, name: str) -> bytes | None:
+        """The blob's parts from the companion collection, or None (none, or one being
+        rewritten as it was read: the caller goes on without it)."""
+        check_blob_name(name)
+        with backend_errors(self.backend, "read a blob"):
+            if not self._client.collection_exists(self._blobs):
+                return None
+            head = self._client.retrieve(self._blobs, ids=[_blob_point(name, 0)])
+            if not head or not head[0].payload:
+                return None
+            parts, stamp = int(head[0].payload["parts"]), head[0].payload["stamp"]
+            ids = [_blob_point(name, i) for i in range(1, parts)]
+            rest = self._client.retrieve(self._blobs, ids=ids) if ids else []
+        by_id = {str(r.id): r.payload or {} for r in rest}
+        found = [head[0].payload, *(by_id.get(i, {}) for i in ids)]
+        if any(part.get("stamp") != stamp for part in found):
+            return None
+        return b"".join(base64.b64decode(part["data"]) for part in found)
+
+    def write_blob(self, name: str, data: bytes) -> None:
+        """Write the blob's parts, the first (which names the rest) last; drop leftovers."""
+        check_blob_name(name)
+        stamp = uuid.uuid4().hex
+        pieces = [data[i : i + BLOB_PART] for i in range(0, len(data), BLOB_PART)] or [b""]
+        points = [
+            qm.PointStruct(
+                id=_blob_point(name, i),
+                vector={},
+                payload={
+                    "name": name,
+                    "stamp": stamp,
+                    "parts": len(pieces),
+                    "data": base64.b64encode(piece).decode("ascii"),
+                },
+            )
+            for i, piece in enumerate(pieces)
+        ]
+        with backend_errors(self.backend, "write a blob"):
+            if not self._client.collection_exists(self._blobs):
+                self._client.create_collection(self._blobs, vectors_config={})
+            old = self._client.retrieve(self._blobs, ids=[_blob_point(name, 0)])
+            before = int(old[0].payload["parts"]) if old and old[0].payload else 0
+            for point in [*points[1:], points[0]]:
+                self._client.upsert(self._blobs, points=[point], wait=True)
+            stale = [_blob_point(name, i) for i in range(len(pieces), before)]
+            if stale:
+                self._client.delete(
+                    self._blobs, points_selector=qm.PointIdsList(points=list(stale)), wait=True
+                )
+        self._idf.invalidate()
+
+    def _blob_stamp(self, name: str) -> object:
+        with backend_errors(self.backend, "read a blob"):
+            if not self._client.collection_exists(self._blobs):
+                return None
+            head = self._client.retrieve(
+                self._blobs, ids=[_blob_point(name, 0)], with_payload=["stamp"]
+            )
+        return head[0].payload.get("stamp") if head and head[0].payload else None
+
     def close(self) -> None:
         """Close the client if this index owns it."""
         if self._owns_client:
@@ -325,5 +403,7 @@ class QdrantServerIndex:
         """Delete the collection, then close."""
         with backend_errors(self.backend, f"drop collection {self.collection!r}"):
             self._client.delete_collection(self.collection)
+            if self._client.collection_exists(self._blobs):
+                self._client.delete_collection(self._blobs)
         logger.info("dropped collection %s", self.collection)
         self.close()

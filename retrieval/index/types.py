@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ SENTENCE_VECTORS = "_sentence_vectors"
 BOOL_TERMS = "_bool_terms"
 """Payload key holding ``"<path>=true|false"`` for boolean metadata (see filters.bool_terms)."""
 INDEXED_KEYWORDS = ("doc_id", "acl_groups", "filepath")
+_BLOB_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 FilterValue = str | int | bool | list[str] | list[int]
 
@@ -123,6 +125,14 @@ class VectorIndex(Protocol):
         """Merge top-level keys into the index's metadata, durably."""
         ...
 
+    def read_blob(self, name: str) -> bytes | None:
+        """A named blob of the index's own data (e.g. its BM25 term table); None when none."""
+        ...
+
+    def write_blob(self, name: str, data: bytes) -> None:
+        """Replace a named blob, durably; readers see the old one or the new one whole."""
+        ...
+
     def close(self) -> None:
         """Make writes durable and release the engine's resources (idempotent)."""
         ...
@@ -130,3 +140,11 @@ class VectorIndex(Protocol):
     def drop(self) -> None:
         """Delete the index and all its data, closing it first."""
         ...
+
+
+def check_blob_name(name: str) -> str:
+    """A blob name (lower-case letters, digits and '-'): ours, never a caller's, so a bad one is
+    a programming error."""
+    if not _BLOB_NAME.fullmatch(name):
+        raise ValueError(f"invalid blob name {name!r}")
+    return name

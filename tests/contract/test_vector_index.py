@@ -36,6 +36,7 @@ from retrieval.index import (
 )
 from retrieval.index.edge import _mapped
 from retrieval.sparse import Bm25Encoder
+from retrieval.term_statistics import TermTable, idf
 
 DIM = 4
 BM25 = Bm25Encoder(avg_len=8.0)
@@ -411,6 +412,40 @@ class TestVectorIndexContract:
         first.write_metadata({"other": 1})
         first.close()
         assert open_test_index().read_metadata() == {"bm25": {"avg_len": 7.5}, "other": 1}
+
+    def test_index_blobs_replace_whole_and_survive_reopening(
+        self, open_test_index: OpenIndex
+    ) -> None:
+        first = open_test_index()
+        assert first.read_blob("bm25-terms") is None
+        large = bytes(range(256)) * 10_000  # 2.5 MB: several parts on a server
+        first.write_blob("bm25-terms", large)
+        assert first.read_blob("bm25-terms") == large
+        first.write_blob("bm25-terms", b"short")
+        first.write_blob("other", b"")
+        assert first.read_blob("bm25-terms") == b"short"
+        with pytest.raises(ValueError, match="blob name"):
+            first.write_blob("../escape", b"x")
+        first.close()
+        again = open_test_index()
+        assert (again.read_blob("bm25-terms"), again.read_blob("other")) == (b"short", b"")
+        again.drop()
+        assert open_test_index().read_blob("bm25-terms") is None
+
+    def test_index_keyword_scores_follow_its_term_table(self, open_test_index: OpenIndex) -> None:
+        """Both adapters weigh a query term by its table's document IDF over chunk IDF."""
+        index = open_test_index()
+        index.upsert([indexed(c) for c in ALL])
+        query = IndexQuery(mode="keyword", limit=4, sparse=BM25.encode_query("tax"))
+        before = {h.chunk.chunk_id: h.score for h in index.query(query)}
+        (tax,) = BM25.encode_query("tax").indices
+        # "tax" in three chunks of one document of two; four chunks in all
+        pairs = [("a", [tax]), ("a", [tax]), ("a", [tax]), ("b", [tax + 1])]
+        index.write_blob("bm25-terms", TermTable.build(pairs).to_bytes())
+        after = {h.chunk.chunk_id: h.score for h in index.query(query)}
+        assert set(after) == set(before) == {"tax"}
+        ratio = float(idf(2, 1) / idf(4, 3))
+        assert after["tax"] == pytest.approx(before["tax"] * ratio, rel=1e-5)
 
     def test_index_refuses_another_dimension(self, open_test_index: OpenIndex) -> None:
         open_test_index().close()

@@ -15,6 +15,7 @@ Covered routes (what QdrantServerIndex uses, plus listing):
     PUT    /collections/{c}/index            PUT    /collections/{c}/points
     POST   /collections/{c}/points/delete    POST   /collections/{c}/points/scroll
     POST   /collections/{c}/points/query     POST   /collections/{c}/points/count
+    POST   /collections/{c}/points (retrieve by id)
 
 Every call goes through one lock: the local engine is not thread-safe.
 
@@ -172,6 +173,16 @@ def build_app(stand_in: QdrantStandIn) -> FastAPI:
     async def query(name: str, request: Request) -> JSONResponse:
         body = qm.QueryRequest.model_validate(await request.json())
         return call(lambda q: _query(q, name, body))
+
+    @app.post("/collections/{name}/points")
+    async def retrieve(name: str, request: Request) -> JSONResponse:
+        body = qm.PointRequest.model_validate(await request.json())
+        payload = True if body.with_payload is None else body.with_payload
+        return call(
+            lambda q: q.retrieve(
+                name, ids=body.ids, with_payload=payload, with_vectors=body.with_vector or False
+            )
+        )
 
     @app.post("/collections/{name}/points/count")
     async def count(name: str, request: Request) -> JSONResponse:

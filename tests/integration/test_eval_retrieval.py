@@ -165,7 +165,6 @@ def test_scifact_vector_and_hybrid_hold_against_the_public_baselines(
 
 @pytest.mark.dataset
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 11: keyword 0.6812 vs bm25s 0.6863, 0.0001 short")
 def test_scifact_keyword_within_0005_of_bm25(scifact_test: dict[str, Any]) -> None:
     ndcg, base = _ndcg(scifact_test)
     assert ndcg["keyword"] >= base["bm25"] - 0.005, (ndcg, base)

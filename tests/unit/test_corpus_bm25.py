@@ -3,6 +3,7 @@ never on the order in which they came and went."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -10,9 +11,16 @@ import numpy as np
 import pytest
 
 from core.models import Chunk
-from retrieval.corpus_bm25 import METADATA_KEY, Bm25Parameters, CorpusBm25
+from retrieval.corpus_bm25 import (
+    METADATA_KEY,
+    TERMS_BLOB,
+    TERMS_METADATA_KEY,
+    Bm25Parameters,
+    CorpusBm25,
+)
 from retrieval.index import IndexedChunk, IndexQuery, QdrantEdgeIndex, VectorIndex
 from retrieval.sparse import Bm25Encoder
+from retrieval.term_statistics import TermTable
 
 DOCS = {
     "tax": "Quarterly tax filing deadlines for supplier invoices and tax refunds",
@@ -160,3 +168,66 @@ def test_corpus_bm25_measures_a_large_index_on_a_sample(indexes: list[QdrantEdge
     assert stored["chunks"] == 40
     assert stored["tokens"] == round(measured * 40 / 3)
     assert stored["avg_len"] == pytest.approx(round(measured * 40 / 3) / 40)
+
+
+def test_keyword_scores_count_documents_not_chunks_in_the_idf(
+    indexes: list[QdrantEdgeIndex],
+) -> None:
+    """A term in the title of a three-chunk document is as rare as it is in documents."""
+    index, _ = indexes
+    bm25 = CorpusBm25(index)
+    pieces = {
+        "manual#0": ("manual", "Invoices: how suppliers send them"),
+        "manual#1": ("manual", "Invoices: who approves them"),
+        "manual#2": ("manual", "Invoices: when they are paid"),
+        "cats#0": ("cats", "Cats purr and sleep in the warm sun"),
+        "ocean#0": ("ocean", "Fish swim in the deep blue ocean, far from the invoices"),
+    }
+    items = []
+    for chunk_id, (doc_id, text) in pieces.items():
+        piece = chunk("cats").model_copy(
+            update={"chunk_id": chunk_id, "doc_id": doc_id, "content": text, "embed_text": text}
+        )
+        items.append(IndexedChunk(piece, np.ones(4, dtype=np.float32), bm25.encode_document(text)))
+    index.upsert(items)
+    bm25.refresh()
+    assert index.read_metadata()[TERMS_METADATA_KEY]["documents"] == 3
+    term = QUERY.encode_query("invoices").indices[0]
+    # in 2 of the 3 documents (and 4 of the 5 chunks)
+    document_idf = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))
+    request = IndexQuery(mode="keyword", limit=10, sparse=QUERY.encode_query("invoices"))
+    hits = index.query(request)
+    assert len(hits) == 4
+    for hit in hits:
+        stored = bm25.encode_document(hit.chunk.embed_text)
+        weight = dict(zip(stored.indices, stored.values, strict=True))[term]
+        assert hit.score == pytest.approx(document_idf * weight, rel=1e-5)
+
+
+def test_a_large_index_rebuilds_its_term_table_once_it_outgrows_it(
+    indexes: list[QdrantEdgeIndex],
+) -> None:
+    index = indexes[0]
+    bm25 = CorpusBm25(index, sample=3)
+
+    def add(start: int, stop: int) -> None:
+        items = []
+        for i in range(start, stop):
+            doc = "cats" if i % 2 else "ocean"
+            piece = chunk(doc).model_copy(update={"chunk_id": f"{doc}-{i}", "doc_id": f"d{i}"})
+            items.append(
+                IndexedChunk(piece, np.ones(4, dtype=np.float32), bm25.encode_document(DOCS[doc]))
+            )
+        index.upsert(items)
+        bm25.refresh()
+
+    add(0, 40)
+    assert index.read_metadata()[TERMS_METADATA_KEY]["chunks"] == 40  # every chunk read
+    add(40, 43)  # within the 10% tolerance: kept
+    assert index.read_metadata()[TERMS_METADATA_KEY]["chunks"] == 40
+    add(43, 50)
+    terms = index.read_metadata()[TERMS_METADATA_KEY]
+    assert (terms["chunks"], terms["documents"]) == (50, 50)
+    stored = index.read_blob(TERMS_BLOB)
+    assert stored is not None
+    assert TermTable.from_bytes(stored).chunks == 50
